@@ -1,0 +1,1 @@
+"""Shared test support: real-tool gating, the loopback sshd, network labs, CLI fakes."""
