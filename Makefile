@@ -1,0 +1,33 @@
+# virtfleet: `make plan` (offline plan of a stack) and `make test` set everything up themselves.
+STACK ?= dev
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: plan test lint bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+## plan: show and render everything stack $(STACK) would deploy (no Pulumi CLI, credentials or hosts)
+plan: $(STAMP)
+	$(PY) -m plan --stack $(STACK)
+
+## test: the whole suite (real tools skip locally when missing; REQUIRE_REAL_TOOLS=1 makes them fail)
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+## bench: benchmarks/, printed as ratios measured in one run
+bench: $(STAMP)
+	$(PY) benchmarks/haproxy_tier.py
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache

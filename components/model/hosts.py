@@ -1,0 +1,118 @@
+"""Hypervisor hosts: where they are, how to reach them, what they run, how much they hold."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from ipaddress import IPv4Address, IPv4Interface
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from .common import Frozen, HostKey, InterfaceName, Name, Port, SafeText
+
+
+class Role(StrEnum):
+    KVM = "kvm"
+    XEN = "xen"
+    OPENVZ = "openvz"
+    VIRTUALBOX = "virtualbox"
+    DOCKER = "docker"
+
+
+# Roles that cannot share one host, and why (checked in rules.py).
+ROLE_CONFLICTS: dict[frozenset[Role], str] = {
+    frozenset({Role.XEN, Role.KVM}): (
+        "Xen boots its own hypervisor with Linux as dom0, and KVM needs the bare-metal kernel "
+        "(the seed: never install KVM on a Xen kernel)"
+    ),
+    frozenset({Role.XEN, Role.VIRTUALBOX}): "VirtualBox's vboxdrv cannot run inside a Xen dom0",
+    frozenset({Role.XEN, Role.OPENVZ}): "both replace the host kernel (Xen dom0 vs OpenVZ's vzkernel)",
+    frozenset({Role.OPENVZ, Role.KVM}): (
+        "OpenVZ boots Virtuozzo's vzkernel, whose VMs are managed by prlctl, not by stock libvirt/KVM"
+    ),
+    frozenset({Role.OPENVZ, Role.VIRTUALBOX}): "vboxdrv is not built for Virtuozzo's vzkernel",
+    frozenset({Role.OPENVZ, Role.DOCKER}): "Docker Engine does not support Virtuozzo's vzkernel",
+    frozenset({Role.KVM, Role.VIRTUALBOX}): (
+        "kvm_intel/kvm_amd and vboxdrv both claim VT-x/AMD-V; VirtualBox fails with "
+        "VERR_VMX_IN_VMX_ROOT_MODE while KVM is loaded"
+    ),
+}
+
+# Roles whose guests are hardware-virtualized: the host's CPU must show vmx or svm.
+ROLES_NEEDING_CPU_VIRT = frozenset({Role.KVM, Role.VIRTUALBOX})
+# Roles that replace the kernel and need a reboot before they work.
+ROLES_NEEDING_REBOOT = frozenset({Role.XEN, Role.OPENVZ})
+
+
+class Capacity(Frozen):
+    """What the host offers guests, and how far it may be overcommitted."""
+
+    cpu_threads: int = Field(ge=1, description="hardware threads guests may use")
+    memory_mib: int = Field(ge=256, alias="memoryMiB", description="memory guests may use, MiB")
+    disk_gib: int = Field(ge=1, alias="diskGiB", description="guest storage, GiB")
+    cpu_overcommit: float = Field(4.0, ge=1.0, le=32.0, description="vCPUs per hardware thread")
+    memory_overcommit: float = Field(1.0, ge=1.0, le=4.0, description="guest memory per MiB (KVM balloons)")
+    disk_overcommit: float = Field(1.0, ge=1.0, le=10.0, description="thin-provisioned GiB per GiB")
+
+
+class Bridge(Frozen):
+    """A Linux bridge that takes over ``interface``'s address; guests share it (the seed's brid0)."""
+
+    name: InterfaceName
+    interface: InterfaceName
+    address: IPv4Interface = Field(description="the host's address on the bridge, CIDR: 10.0.0.2/24")
+    gateway: IPv4Address | None = None
+    dns: tuple[IPv4Address, ...] = ()
+    stp: bool = False
+
+    @field_validator("address")
+    @classmethod
+    def _has_prefix(cls, value: IPv4Interface) -> IPv4Interface:
+        if value.network.prefixlen > 30:
+            raise ValueError("the bridge needs a subnet with room for guests: a prefix of /30 or shorter")
+        return value
+
+
+class Host(Frozen):
+    name: Name
+    address: SafeText = Field(description="IP address or DNS name virtfleet connects to over SSH")
+    port: Port = 22
+    host_key: HostKey | None = Field(None, description="pinned SSH host key; without it the plan warns")
+    os_family: Literal["el7", "el9"] = "el9"
+    roles: tuple[Role, ...] = Field(min_length=1)
+    capacity: Capacity
+    selinux: Literal["enforcing", "permissive", "disabled"] = "enforcing"
+    allow_reboot: bool = False
+    bridges: tuple[Bridge, ...] = ()
+    firewall: bool = Field(True, description="manage firewalld ports for what the host serves")
+
+    @field_validator("roles")
+    @classmethod
+    def _unique_roles(cls, roles: tuple[Role, ...]) -> tuple[Role, ...]:
+        if len(set(roles)) != len(roles):
+            raise ValueError("each role may appear once")
+        return roles
+
+    def has_role(self, role: Role) -> bool:
+        return role in self.roles
+
+    def bridge(self, name: str) -> Bridge | None:
+        return next((b for b in self.bridges if b.name == name), None)
+
+
+class JumpHost(Frozen):
+    host: SafeText
+    port: Port = 22
+    user: Name = "root"
+    host_key: HostKey | None = None
+
+
+class SshAccess(Frozen):
+    """How virtfleet logs in to hosts. The private key itself is the secret ``virtfleet:sshPrivateKey``."""
+
+    user: Name = "root"
+    use_agent: bool = Field(False, description="authenticate with $SSH_AUTH_SOCK instead of sshPrivateKey")
+    jump_host: JumpHost | None = None
+    authorized_keys: tuple[SafeText, ...] = Field(
+        (), description="public keys installed for the guests' admin user"
+    )

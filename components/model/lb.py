@@ -1,0 +1,61 @@
+"""The HAProxy tier: a balancer node, web servers by guest name, checks, cookie and stats."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+from typing import Literal
+
+from pydantic import Field
+
+from .common import Frozen, Name, Port, SafeText
+
+
+class Endpoint(Frozen):
+    address: IPv4Address = Field(description="an address of the node, or 0.0.0.0 for all")
+    port: Port
+
+
+class Https(Frozen):
+    enabled: bool = False
+    port: Port = 443
+    redirect: bool = Field(True, description="answer plain HTTP with a redirect to HTTPS")
+    # The certificate itself is the secret virtfleet:tlsCertificate (PEM, cert + key);
+    # without it a self-signed one is generated with pulumi-tls.
+    common_name: SafeText | None = None
+
+
+class HealthCheck(Frozen):
+    path: SafeText = Field("/", pattern=r"^/[A-Za-z0-9._~/%?&=+-]*$")
+    interval_ms: int = Field(1000, ge=100, le=600000, alias="intervalMs")
+    fall: int = Field(2, ge=1, le=100)
+    rise: int = Field(2, ge=1, le=100)
+    expect_status: int = Field(200, ge=100, le=599)
+
+
+class Stats(Frozen):
+    enabled: bool = True
+    bind: Endpoint | None = Field(None, description="default: the frontend address, port 8404")
+    uri: SafeText = Field("/stats", pattern=r"^/[A-Za-z0-9._~/-]*$")
+    user: Name = "haproxy"
+    realm: SafeText = Field("HAProxy Statistics", pattern=r"^[A-Za-z0-9 ._-]+$")
+    # The password is the secret virtfleet:statsPassword, or generated (pulumi-random).
+
+
+class LoadBalancer(Frozen):
+    node: Name = Field(description="the host or guest that runs HAProxy")
+    frontend: Endpoint
+    https: Https = Https()
+    backends: tuple[Name, ...] = Field(min_length=1, description="guest names of the web servers")
+    backups: tuple[Name, ...] = Field((), description="guest names used only when every backend is down")
+    backend_port: Port = 80
+    balance: Literal["roundrobin", "leastconn", "source", "first", "static-rr"] = "roundrobin"
+    health_check: HealthCheck = HealthCheck()
+    sticky_cookie: Name | None = Field("lb", description="cookie name for sticky sessions; null for none")
+    stats: Stats = Stats()
+    timeouts_ms: dict[Literal["connect", "client", "server", "httpRequest", "httpKeepAlive", "queue"], int] = (
+        Field(default_factory=dict, description="overrides of the tier's timeout defaults")
+    )
+
+    @property
+    def stats_bind(self) -> Endpoint:
+        return self.stats.bind or Endpoint(address=self.frontend.address, port=8404)

@@ -1,0 +1,259 @@
+"""Cross-field rules: what no single key can check on its own.
+
+Each rule takes the entries that parsed, with their index in the user's list, and returns
+Problems whose path is the key a user would edit.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from ipaddress import IPv4Address
+from typing import Any
+
+from .errors import Problem, key_path
+from .guests import DockerGuest, Guest, OpenvzGuest
+from .hosts import ROLE_CONFLICTS, Host
+from .lb import LoadBalancer
+
+Indexed = list[tuple[int, Any]]
+
+
+def cross_check(parts: dict[str, Any]) -> list[Problem]:
+    hosts: Indexed = parts.get("hosts", [])
+    guests: Indexed = parts.get("guests", [])
+    lb: LoadBalancer | None = parts.get("load_balancer")
+    by_host = {host.name: host for _, host in hosts}
+    return [
+        *unique_names(hosts, guests),
+        *host_rules(hosts),
+        *guest_placement(by_host, guests),
+        *unique_addresses(hosts, guests),
+        *capacity(hosts, guests),
+        *host_ports(by_host, guests, lb),
+        *load_balancer_rules(by_host, guests, lb),
+    ]
+
+
+def _duplicates(entries: Iterable[tuple[str, Any]], what: str) -> list[Problem]:
+    """Flag every later occurrence of a value already seen, naming where it was first."""
+    first: dict[Any, str] = {}
+    problems = []
+    for path, value in entries:
+        if value is None:
+            continue
+        if value in first:
+            problems.append(Problem(path, f"{what} {value} is already used at {first[value]}"))
+        else:
+            first[value] = path
+    return problems
+
+
+def unique_names(hosts: Indexed, guests: Indexed) -> list[Problem]:
+    # Hosts and guests share one namespace: both become /etc/hosts entries and DNS names.
+    return _duplicates(
+        [(key_path("hosts", i, "name"), h.name) for i, h in hosts]
+        + [(key_path("guests", i, "name"), g.name) for i, g in guests],
+        "the name",
+    )
+
+
+def host_rules(hosts: Indexed) -> list[Problem]:
+    problems = _duplicates([(key_path("hosts", i, "address"), h.address) for i, h in hosts], "the address")
+    for i, host in hosts:
+        for pair, reason in ROLE_CONFLICTS.items():
+            if pair <= set(host.roles):
+                a, b = sorted(pair)
+                problems.append(
+                    Problem(key_path("hosts", i, "roles"), f"{a} and {b} cannot share a host: {reason}")
+                )
+        problems += _duplicates(
+            [(key_path("hosts", i, "bridges", j, "name"), b.name) for j, b in enumerate(host.bridges)],
+            "the bridge name",
+        )
+        problems += _duplicates(
+            [(key_path("hosts", i, "bridges", j, "interface"), b.interface) for j, b in enumerate(host.bridges)],
+            "the interface",
+        )
+        for j, bridge in enumerate(host.bridges):
+            path = key_path("hosts", i, "bridges", j)
+            if bridge.interface == bridge.name:
+                problems.append(Problem(f"{path}.interface", "must differ from the bridge's own name"))
+            if bridge.gateway is not None and bridge.gateway not in bridge.address.network:
+                problems.append(
+                    Problem(
+                        f"{path}.gateway",
+                        f"is outside the bridge's subnet {bridge.address.network}",
+                        str(bridge.gateway),
+                    )
+                )
+            if bridge.address.ip in (bridge.address.network.network_address, bridge.address.network.broadcast_address):
+                problems.append(
+                    Problem(f"{path}.address", "is the subnet's network or broadcast address", str(bridge.address))
+                )
+    return problems
+
+
+def guest_placement(by_host: dict[str, Host], guests: Indexed) -> list[Problem]:
+    problems = []
+    for i, guest in guests:
+        host = by_host.get(guest.host)
+        if host is None:
+            problems.append(
+                Problem(key_path("guests", i, "host"), f"no such host; hosts are {', '.join(by_host) or 'none'}",
+                        guest.host)
+            )
+            continue
+        if not host.has_role(guest.required_role):
+            problems.append(
+                Problem(
+                    key_path("guests", i, "type"),
+                    f"a {guest.type} guest needs a host with the {guest.required_role} role; "
+                    f"{host.name} has {', '.join(host.roles)}",
+                    guest.type,
+                )
+            )
+        if guest.network is not None:
+            problems += _guest_address(i, guest, host)
+    return problems
+
+
+def _guest_address(i: int, guest: Guest, host: Host) -> list[Problem]:
+    net = guest.network
+    bridge = host.bridge(net.bridge)
+    if bridge is None:
+        names = ", ".join(b.name for b in host.bridges) or "none declared"
+        return [Problem(key_path("guests", i, "network", "bridge"), f"host {host.name} has no such bridge ({names})",
+                        net.bridge)]
+    subnet = bridge.address.network
+    path = key_path("guests", i, "network", "ip")
+    if net.ip not in subnet:
+        return [Problem(path, f"is outside bridge {bridge.name}'s subnet {subnet} on host {host.name}; "
+                              f"use an address between {subnet[1]} and {subnet[-2]}", str(net.ip))]
+    reserved = {
+        subnet.network_address: "the subnet's network address",
+        subnet.broadcast_address: "the subnet's broadcast address",
+        bridge.address.ip: f"host {host.name}'s own address on {bridge.name}",
+    }
+    if bridge.gateway is not None:
+        reserved.setdefault(bridge.gateway, "the bridge's gateway")
+    if net.ip in reserved:
+        return [Problem(path, f"is {reserved[net.ip]}; pick a free address in {subnet}", str(net.ip))]
+    return []
+
+
+def unique_addresses(hosts: Indexed, guests: Indexed) -> list[Problem]:
+    ips: list[tuple[str, IPv4Address]] = []
+    for i, host in hosts:
+        ips += [(key_path("hosts", i, "bridges", j, "address"), b.address.ip) for j, b in enumerate(host.bridges)]
+    ips += [(key_path("guests", i, "network", "ip"), g.network.ip) for i, g in guests if g.network]
+    macs = [(key_path("guests", i, "network", "mac"), g.network.mac) for i, g in guests if g.network]
+    ctids = [(key_path("guests", i, "ctid"), g.ctid) for i, g in guests if isinstance(g, OpenvzGuest)]
+    return [
+        *_duplicates(ips, "the IP address"),
+        *_duplicates(macs, "the MAC address"),
+        *_duplicates(ctids, "the container ID"),
+    ]
+
+
+def capacity(hosts: Indexed, guests: Indexed) -> list[Problem]:
+    problems = []
+    for i, host in hosts:
+        placed = [g for _, g in guests if g.host == host.name]
+        cap = host.capacity
+        for key, used, limit, unit, ratio in (
+            ("cpuThreads", sum(g.vcpus for g in placed), cap.cpu_threads * cap.cpu_overcommit, "vCPUs",
+             "cpuOvercommit"),
+            ("memoryMiB", sum(g.memory_mib for g in placed), cap.memory_mib * cap.memory_overcommit, "MiB",
+             "memoryOvercommit"),
+            ("diskGiB", sum(g.disk_gib for g in placed), cap.disk_gib * cap.disk_overcommit, "GiB",
+             "diskOvercommit"),
+        ):
+            if used > limit:
+                names = ", ".join(g.name for g in placed)
+                problems.append(
+                    Problem(
+                        key_path("hosts", i, "capacity", key),
+                        f"guests on {host.name} ({names}) ask for {used} {unit} but the host offers "
+                        f"{limit:g} (capacity × {ratio}); raise the capacity or {ratio}, or move a guest",
+                    )
+                )
+    return problems
+
+
+def host_ports(by_host: dict[str, Host], guests: Indexed, lb: LoadBalancer | None) -> list[Problem]:
+    """Published ports of one host may not collide (docker port maps and the balancer's binds)."""
+    per_host: dict[str, list[tuple[str, tuple]]] = defaultdict(list)
+    for i, guest in guests:
+        if isinstance(guest, DockerGuest):
+            for j, port in enumerate(guest.ports):
+                per_host[guest.host].append(
+                    (key_path("guests", i, "ports", j, "hostPort"), (port.protocol, port.host_port))
+                )
+    if lb is not None and lb.node in by_host:
+        per_host[lb.node] += _lb_binds(lb)
+    problems = []
+    for entries in per_host.values():
+        problems += _duplicates(entries, "the port")
+    return problems
+
+
+def _lb_binds(lb: LoadBalancer) -> list[tuple[str, tuple]]:
+    binds = [(key_path("loadBalancer", "frontend", "port"), ("tcp", lb.frontend.port))]
+    if lb.https.enabled:
+        binds.append((key_path("loadBalancer", "https", "port"), ("tcp", lb.https.port)))
+    if lb.stats.enabled:
+        binds.append((key_path("loadBalancer", "stats", "bind", "port"), ("tcp", lb.stats_bind.port)))
+    return binds
+
+
+def load_balancer_rules(by_host: dict[str, Host], guests: Indexed, lb: LoadBalancer | None) -> list[Problem]:
+    if lb is None:
+        return []
+    by_guest = {g.name: g for _, g in guests}
+    problems = []
+    if lb.node not in by_host and lb.node not in by_guest:
+        problems.append(Problem(key_path("loadBalancer", "node"), "names no host or guest", lb.node))
+    else:
+        problems += _duplicates(_lb_binds(lb), "the port")
+        node_addresses = _addresses_of(lb.node, by_host, by_guest)
+        for path, endpoint in (
+            (key_path("loadBalancer", "frontend", "address"), lb.frontend),
+            (key_path("loadBalancer", "stats", "bind", "address"), lb.stats_bind if lb.stats.enabled else None),
+        ):
+            if endpoint is None or endpoint.address.is_unspecified or endpoint.address.is_loopback:
+                continue
+            if endpoint.address not in node_addresses:
+                shown = ", ".join(map(str, sorted(node_addresses))) or "none"
+                problems.append(Problem(path, f"is not an address of {lb.node} ({shown}, 127.0.0.1 or 0.0.0.0)",
+                                        str(endpoint.address)))
+    for group in ("backends", "backups"):
+        problems += _duplicates(
+            [(key_path("loadBalancer", group, j), name) for j, name in enumerate(getattr(lb, group))],
+            "the web server",
+        )
+        for j, name in enumerate(getattr(lb, group)):
+            path = key_path("loadBalancer", group, j)
+            guest = by_guest.get(name)
+            if guest is None:
+                problems.append(Problem(path, f"names no guest; guests are {', '.join(by_guest) or 'none'}", name))
+            elif guest.network is None:
+                problems.append(Problem(path, "a web server needs network.ip so the balancer can reach it", name))
+            elif group == "backups" and name in lb.backends:
+                problems.append(Problem(path, "is already a backend; a server is either backend or backup", name))
+            elif name == lb.node:
+                problems.append(Problem(path, "the balancer node cannot balance onto itself", name))
+    return problems
+
+
+def _addresses_of(name: str, by_host: dict[str, Host], by_guest: dict[str, Guest]) -> set[IPv4Address]:
+    if name in by_host:
+        host = by_host[name]
+        found = {b.address.ip for b in host.bridges}
+        try:
+            found.add(IPv4Address(host.address))
+        except ValueError:
+            pass  # a DNS name: only the bridge addresses are known
+        return found
+    guest = by_guest[name]
+    return {guest.network.ip} if guest.network else set()

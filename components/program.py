@@ -1,0 +1,43 @@
+"""The program: model in, components out. ``__main__.py`` and the offline plan both call ``build``."""
+
+from __future__ import annotations
+
+import pulumi
+
+from .guests import GUEST_COMPONENTS, GuestContext
+from .hosts import HypervisorHost
+from .model import Fleet
+from .secrets import Secrets, load_secrets
+from .stack_config import load_stack_fleet
+
+
+def pending_guests(fleet: Fleet) -> list[str]:
+    """Guests whose type has no component yet: declared and validated, not deployed."""
+    return [g.name for g in fleet.guests if g.type not in GUEST_COMPONENTS]
+
+
+def build(fleet: Fleet, secrets: Secrets) -> dict[str, pulumi.Output]:
+    """Create every component of the stack; return the stack outputs."""
+    hosts = {h.name: HypervisorHost(h, fleet=fleet, secrets=secrets) for h in fleet.hosts}
+    guests = {}
+    for guest in fleet.guests:
+        component = GUEST_COMPONENTS.get(guest.type)
+        if component is None:
+            pulumi.log.warn(f"guest {guest.name}: {guest.type} guests are not deployable yet; skipped")
+            continue
+        guests[guest.name] = component(guest, context=GuestContext(fleet, hosts[guest.host], secrets))
+    outputs: dict[str, pulumi.Output] = {
+        "hosts": pulumi.Output.from_input({name: h.host.address for name, h in hosts.items()}),
+        "guests": pulumi.Output.from_input(
+            {g.name: {"type": g.type, "host": g.host, "ip": str(g.network.ip) if g.network else None}
+             for g in fleet.guests}
+        ),
+        "pendingGuests": pulumi.Output.from_input(pending_guests(fleet)),
+    }
+    return outputs
+
+
+def main() -> None:
+    fleet = load_stack_fleet()
+    for key, value in build(fleet, load_secrets(fleet)).items():
+        pulumi.export(key, value)

@@ -1,0 +1,81 @@
+"""The one way virtfleet runs scripts on machines: CopyToRemote for files, Command for scripts.
+
+ARCHITECTURE §2: triggers carry a digest of everything rendered, so a change re-runs exactly
+this step (``update`` is the create script: re-running it is safe because it is idempotent, and
+an update never runs the delete script); values travel in the script text, never in
+``environment``; steps that carry a secret embed their files, mark the command secret and turn
+logging off.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_command as command
+
+from .steps import RenderedStep, as_command
+
+
+class RemoteStep(pulumi.ComponentResource):
+    """One rendered step on one machine (type ``virtfleet:remote:RemoteStep``)."""
+
+    def __init__(
+        self,
+        step: RenderedStep | pulumi.Output[RenderedStep],
+        *,
+        machine: str,
+        name: str,
+        connection: command.remote.ConnectionArgs,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        """``step`` is a RenderedStep, or for secret steps an Output of one.
+
+        Secret steps must be built inside ``Output.apply`` (their text depends on a secret), so
+        their resources cannot depend on the text: they upload nothing and their scripts are
+        secret Outputs.
+        """
+        secret = isinstance(step, pulumi.Output)
+        resolved = pulumi.Output.from_input(step)
+        super().__init__(
+            "virtfleet:remote:RemoteStep",
+            f"{machine}-{name}",
+            {
+                "machine": machine,
+                "step": name,
+                "secret": secret,
+                "files": resolved.apply(lambda s: {f.path: f.content for f in s.files}),
+                "createScript": resolved.apply(lambda s: s.create),
+                "deleteScript": resolved.apply(lambda s: s.delete),
+            },
+            opts,
+        )
+        child = pulumi.ResourceOptions(parent=self)
+        uploads = []
+        if not secret:
+            for f in step.uploads:
+                uploads.append(
+                    command.remote.CopyToRemote(
+                        f"{machine}-{name}-file{f.path.replace('/', '-')}",
+                        connection=connection,
+                        source=pulumi.StringAsset(f.content),
+                        remote_path=step.staging_path(f),
+                        triggers=[step.digest],
+                        opts=child,
+                    )
+                )
+        create = resolved.apply(lambda s: as_command(s.create))
+        delete = resolved.apply(lambda s: as_command(s.delete))
+        if secret:
+            create, delete = pulumi.Output.secret(create), pulumi.Output.secret(delete)
+        self.command = command.remote.Command(
+            f"{machine}-{name}",
+            connection=connection,
+            create=create,
+            update=create,
+            delete=delete,
+            triggers=[resolved.apply(lambda s: s.digest)],
+            logging=command.remote.Logging.NONE if secret else command.remote.Logging.STDOUT_AND_STDERR,
+            add_previous_output_in_env=False,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=uploads),
+        )
+        self.stdout = self.command.stdout
+        self.register_outputs({"stdout": self.command.stdout})

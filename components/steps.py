@@ -1,0 +1,95 @@
+"""Rendered remote steps (pure): the scripts and files one step puts on one machine.
+
+A step is a pair of templates, ``templates/steps/<template>.create.sh.j2`` and
+``<template>.delete.sh.j2``, wrapped in ``_frame.sh.j2`` (strict shell, host lock, file install,
+changed/unchanged report). ``remote_step.RemoteStep`` turns a RenderedStep into Pulumi resources.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+from .render import digest, render
+
+STAGING = "/var/lib/virtfleet/staging"
+_WRAP = "VIRTFLEET_STEP"
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    path: str  # absolute path on the machine
+    content: str
+    mode: int = 0o644
+
+    def __post_init__(self):
+        p = PurePosixPath(self.path)
+        if not p.is_absolute() or ".." in p.parts:
+            raise ValueError(f"a remote file path must be absolute without '..': {self.path!r}")
+        if not self.content.endswith("\n"):
+            object.__setattr__(self, "content", self.content + "\n")
+
+
+@dataclass(frozen=True)
+class RenderedStep:
+    machine: str
+    name: str
+    create: str  # the whole script, as run
+    delete: str
+    files: tuple[RemoteFile, ...] = ()
+    lock: bool = False
+    secret: bool = False  # scripts embed secret files; never logged, never uploaded in the clear
+    digest: str = field(default="")
+
+    def staging_path(self, f: RemoteFile) -> str:
+        return f"{STAGING}/{self.machine}/{self.name}{f.path}"
+
+    @property
+    def uploads(self) -> tuple[RemoteFile, ...]:
+        """Files sent with CopyToRemote (secret steps embed theirs in the script instead)."""
+        return () if self.secret else self.files
+
+
+def render_step(
+    machine: str,
+    name: str,
+    template: str,
+    *,
+    files: Sequence[RemoteFile] = (),
+    lock: bool = False,
+    secret: bool = False,
+    **context: Any,
+) -> RenderedStep:
+    """Render the create and delete scripts of step ``name`` for ``machine``."""
+    files = tuple(files)
+    content_digest = digest(template, repr(sorted(context.items(), key=lambda kv: kv[0])),
+                            *(f"{f.path}\0{f.mode}\0{f.content}" for f in files))
+    scripts = {}
+    for action in ("create", "delete"):
+        scripts[action] = render(
+            "steps/_frame.sh.j2",
+            body=f"steps/{template}.{action}.sh.j2",
+            machine=machine,
+            step=name,
+            action=action,
+            lock=lock,
+            files=files,
+            embed_files=secret,
+            staging=f"{STAGING}/{machine}/{name}",
+            digest=content_digest,
+            **context,
+        )
+    return RenderedStep(machine, name, scripts["create"], scripts["delete"], files, lock, secret, content_digest)
+
+
+def as_command(script: str) -> str:
+    """The command string pulumi-command sends: bash runs the script whatever the login shell is.
+
+    The script travels in the command text (never the ``environment`` field, which sshd drops
+    without AcceptEnv), so the delete script is self-contained when it runs after later changes.
+    """
+    if f"\n{_WRAP}\n" in f"\n{script}":
+        raise ValueError(f"a step script may not contain the line {_WRAP}")
+    return f"/bin/bash -c \"$(cat <<'{_WRAP}'\n{script}{_WRAP}\n)\" virtfleet-step"

@@ -1,0 +1,53 @@
+"""``python -m plan --stack dev``: show and render everything a stack would deploy, offline."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from components.model import FleetConfigError
+
+from .run import ROOT, load_stack, run_program
+from .write import machine_files, tree_lines, type_counts, write_build
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make plan", description=__doc__)
+    parser.add_argument("--stack", default="dev", help="stack name: reads Pulumi.<stack>.yaml (default dev)")
+    parser.add_argument("--file", type=Path, help="another stack file to read instead (same format)")
+    parser.add_argument("--build", type=Path, default=ROOT / "build", help="output folder (default build/)")
+    args = parser.parse_args(argv)
+
+    path = args.file or ROOT / f"Pulumi.{args.stack}.yaml"
+    if not path.is_file():
+        print(f"make plan: no stack file {path}", file=sys.stderr)
+        return 2
+    try:
+        config, _fleet = load_stack(args.stack, path)
+    except FleetConfigError as err:
+        print(f"make plan: stack {args.stack} ({path.name}) is invalid; nothing was written.\n{err}",
+              file=sys.stderr)
+        return 1
+    recording = run_program(config)
+
+    print(f"virtfleet plan for stack {args.stack} ({path.name})")
+    print()
+    for line in tree_lines(recording):
+        print(f"  {line}")
+    print()
+    print("resources per type:")
+    for type_, count in type_counts(recording):
+        print(f"  {count:4d}  {type_}")
+    print(f"  {len(recording.resources):4d}  in all")
+    if config.placeholders:
+        print(f"\nsecrets not in {path.name}, planned with placeholders: {', '.join(config.placeholders)}")
+    for warning in recording.warnings:
+        print(f"warning: {warning}")
+    target = write_build(recording, args.build)
+    print(f"\nwrote {target / 'plan.json'} and {len(machine_files(recording))} rendered files under {target}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""One recording mock, shared by ``make plan`` and the tests.
+
+The monitor records what the Pulumi engine would receive for each resource (type, name, parent,
+dependencies, provider, options and inputs); the mocks answer like providers would, with
+placeholders where a provider computes a value. Placeholders stand in for secrets: the plan never
+sees a real one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+from pulumi.runtime import rpc
+from pulumi.runtime.mocks import MockMonitor
+
+SECRET_MARK = "[secret]"
+
+
+def placeholder(what: str) -> str:
+    return f"PLAN-PLACEHOLDER-{what}"
+
+
+@dataclass
+class ResourceRecord:
+    urn: str
+    type: str
+    name: str
+    parent: str
+    custom: bool
+    provider: str
+    dependencies: list[str]
+    protect: bool
+    retain_on_delete: bool
+    delete_before_replace: bool
+    inputs: dict[str, Any]  # secrets unwrapped: placeholders only, never real values
+    secret_paths: set[str] = field(default_factory=set)
+
+    def masked_inputs(self) -> dict[str, Any]:
+        return _mask(self.inputs, self.secret_paths, "")
+
+
+def _mask(value: Any, secret_paths: set[str], path: str) -> Any:
+    if path in secret_paths:
+        return SECRET_MARK
+    if isinstance(value, dict):
+        return {k: _mask(v, secret_paths, f"{path}.{k}" if path else k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask(v, secret_paths, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _unwrap(value: Any, path: str, secrets: set[str]) -> Any:
+    """Plain Python values from deserialized inputs, noting where the secrets were."""
+    if rpc.is_rpc_secret(value):
+        secrets.add(path)
+        return _unwrap(rpc.unwrap_rpc_secret(value), path, secrets)
+    if isinstance(value, pulumi.StringAsset):
+        return {"asset": "string", "text": value.text}
+    if isinstance(value, pulumi.Asset | pulumi.Archive):
+        return {"asset": type(value).__name__}
+    if isinstance(value, pulumi.Resource):
+        return {"resource": type(value).__name__}
+    if isinstance(value, dict):
+        return {k: _unwrap(v, f"{path}.{k}" if path else k, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap(v, f"{path}[{i}]", secrets) for i, v in enumerate(value)]
+    return value
+
+
+class RecordingMonitor(MockMonitor):
+    def __init__(self, mocks: pulumi.runtime.Mocks):
+        super().__init__(mocks)
+        self.records: list[ResourceRecord] = []
+
+    def RegisterResource(self, request):  # noqa: N802 - gRPC method name
+        if request.type != "pulumi:pulumi:Stack":
+            secrets: set[str] = set()
+            inputs = _unwrap(rpc.deserialize_properties(request.object), "", secrets)
+            self.records.append(
+                ResourceRecord(
+                    urn=self.make_urn(request.parent, request.type, request.name),
+                    type=request.type,
+                    name=request.name,
+                    parent=request.parent,
+                    custom=request.custom,
+                    provider=request.provider,
+                    dependencies=sorted(set(request.dependencies)),
+                    protect=bool(request.protect),
+                    retain_on_delete=bool(request.retainOnDelete),
+                    delete_before_replace=bool(request.deleteBeforeReplace),
+                    inputs=inputs,
+                    secret_paths=secrets,
+                )
+            )
+        return super().RegisterResource(request)
+
+
+# Values providers compute, per resource type, so programs that read them keep working.
+_COMPUTED: dict[str, dict[str, Any]] = {
+    "random:index/randomPassword:RandomPassword": {"result": placeholder("random-password")},
+    "tls:index/privateKey:PrivateKey": {
+        "privateKeyPem": placeholder("tls-private-key"),
+        "publicKeyOpenssh": "ssh-ed25519 AAAAPLANPLACEHOLDER",
+    },
+    "tls:index/selfSignedCert:SelfSignedCert": {"certPem": placeholder("tls-certificate")},
+    "command:remote:Command": {"stdout": "", "stderr": ""},
+}
+
+
+class PlanMocks(pulumi.runtime.Mocks):
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        outputs = dict(args.inputs)
+        outputs.update(_COMPUTED.get(args.typ, {}))
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}

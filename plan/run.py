@@ -1,0 +1,123 @@
+"""Run the program for one stack under the recording mocks; no Pulumi CLI, credentials or hosts."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime import settings
+
+from components.model import Fleet, load_fleet
+
+from .mocks import PlanMocks, RecordingMonitor, ResourceRecord, placeholder
+
+ROOT = Path(__file__).resolve().parent.parent
+NAMESPACE = "virtfleet"
+
+
+@dataclass
+class StackConfig:
+    name: str
+    values: dict[str, Any]  # key without namespace -> parsed value (secrets: placeholders)
+    secret_keys: set[str]
+    placeholders: list[str] = field(default_factory=list)  # secrets the file does not hold
+
+    def pulumi_config(self) -> dict[str, str]:
+        """As the Pulumi CLI hands config to a program: ``ns:key`` -> string (objects as JSON)."""
+        return {
+            f"{NAMESPACE}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in self.values.items()
+        }
+
+
+def read_stack_file(path: Path, stack: str) -> StackConfig:
+    """Read ``Pulumi.<stack>.yaml``; ``secure:`` values and the missing SSH key become placeholders."""
+    document = yaml.safe_load(path.read_text()) or {}
+    values: dict[str, Any] = {}
+    secret: set[str] = set()
+    for full_key, value in (document.get("config") or {}).items():
+        namespace, _, key = full_key.partition(":")
+        if namespace != NAMESPACE:
+            continue
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            values[key], secret = placeholder(key), secret | {key}
+        else:
+            values[key] = value
+    config = StackConfig(stack, values, secret)
+    ssh = values.get("ssh") if isinstance(values.get("ssh"), dict) else {}
+    if "sshPrivateKey" not in values and not ssh.get("useAgent"):
+        # The key is set per user with `pulumi config set --secret`; the plan never has it.
+        values["sshPrivateKey"] = placeholder("sshPrivateKey")
+        secret.add("sshPrivateKey")
+        config.placeholders.append("sshPrivateKey")
+    return config
+
+
+def load_stack(stack: str, path: Path | None = None) -> tuple[StackConfig, Fleet]:
+    """Read and validate a stack; raises FleetConfigError with every problem."""
+    config = read_stack_file(path or ROOT / f"Pulumi.{stack}.yaml", stack)
+    return config, load_fleet(config.values, config.secret_keys)
+
+
+@dataclass
+class Recording:
+    stack: str
+    resources: list[ResourceRecord]
+    outputs: dict[str, Any]
+    warnings: list[str]
+
+    def of_type(self, type_: str) -> list[ResourceRecord]:
+        return [r for r in self.resources if r.type == type_]
+
+    def by_urn(self) -> dict[str, ResourceRecord]:
+        return {r.urn: r for r in self.resources}
+
+    def children(self, urn: str) -> list[ResourceRecord]:
+        return [r for r in self.resources if r.parent == urn]
+
+    def named(self, name: str, type_: str | None = None) -> ResourceRecord:
+        found = [r for r in self.resources if r.name == name and (type_ is None or r.type == type_)]
+        if len(found) != 1:
+            raise KeyError(f"{len(found)} resources named {name!r} of type {type_}")
+        return found[0]
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def run_program(config: StackConfig) -> Recording:
+    """Run components.program for ``config`` under the recording mocks and return what it registered."""
+    from components.program import build
+    from components.secrets import load_secrets
+    from components.stack_config import load_stack_fleet
+
+    handler = _ListHandler()
+    logger = logging.getLogger(f"virtfleet.plan.{config.name}")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    settings.ROOT.set(None)  # a fresh stack per run, so several stacks can run in one process
+    mocks = PlanMocks()
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project="virtfleet", stack=config.name, preview=False,
+                             logger=logger, monitor=monitor)
+    pulumi.runtime.set_all_config(config.pulumi_config(), sorted(f"{NAMESPACE}:{k}" for k in config.secret_keys))
+    resolved: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def program():
+        fleet = load_stack_fleet()
+        outputs = build(fleet, load_secrets(fleet))
+        return pulumi.Output.all(**outputs).apply(resolved.update)
+
+    program()
+    return Recording(config.name, monitor.records, resolved, handler.messages)
