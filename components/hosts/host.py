@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pulumi
+import pulumi_docker as docker
+import pulumi_libvirt as libvirt
 
 from ..connection import connection_for
-from ..model import Fleet, Host
+from ..model import Fleet, Host, Role
 from ..remote_step import RemoteStep
 from ..secrets import Secrets
 from ..steps import render_step
@@ -37,9 +39,7 @@ class HypervisorHost(pulumi.ComponentResource):
                 f"Pin it: ssh-keyscan -t ed25519 {host.address}",
                 resource=self,
             )
-        self.libvirt_provider = None
-        self.docker_provider = None
-        self.libvirt_networks: dict = {}
+        child = pulumi.ResourceOptions(parent=self)
         hosts_step = RemoteStep(
             render_step(host.name, "hosts-file", "hosts-file", entries=hosts_entries(fleet)),
             machine=host.name,
@@ -48,4 +48,24 @@ class HypervisorHost(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.ready: list[pulumi.Resource] = [hosts_step]
+        self.libvirt_provider: libvirt.Provider | None = None
+        self.libvirt_networks: dict[str, libvirt.Network] = {}
+        self.docker_provider: docker.Provider | None = None
+        target = f"{fleet.ssh.user}@{host.address}:{host.port}"
+        if host.has_role(Role.KVM):
+            self.libvirt_provider = libvirt.Provider(
+                f"{host.name}-libvirt", uri=f"qemu+ssh://{target}/system", opts=child
+            )
+            for bridge in host.bridges:
+                # libvirt's bridge mode: guests plug into the host bridge; libvirt manages no addresses.
+                self.libvirt_networks[bridge.name] = libvirt.Network(
+                    f"{host.name}-net-{bridge.name}",
+                    name=bridge.name,
+                    mode="bridge",
+                    bridge=bridge.name,
+                    autostart=True,
+                    opts=pulumi.ResourceOptions(parent=self, provider=self.libvirt_provider, depends_on=self.ready),
+                )
+        if host.has_role(Role.DOCKER):
+            self.docker_provider = docker.Provider(f"{host.name}-docker", host=f"ssh://{target}", opts=child)
         self.register_outputs({"address": host.address, "roles": [str(r) for r in host.roles]})
