@@ -6,7 +6,7 @@ import pulumi
 
 from .guests import GUEST_COMPONENTS, GuestContext
 from .hosts import HypervisorHost
-from .model import Fleet
+from .model import Fleet, FleetConfigError
 from .secrets import Secrets, load_secrets
 from .stack_config import load_stack_fleet
 
@@ -29,8 +29,10 @@ def build(fleet: Fleet, secrets: Secrets) -> dict[str, pulumi.Output]:
     outputs: dict[str, pulumi.Output] = {
         "hosts": pulumi.Output.from_input({name: h.host.address for name, h in hosts.items()}),
         "guests": pulumi.Output.from_input(
-            {g.name: {"type": g.type, "host": g.host, "ip": str(g.network.ip) if g.network else None}
-             for g in fleet.guests}
+            {
+                g.name: {"type": g.type, "host": g.host, "ip": str(g.network.ip) if g.network else None}
+                for g in fleet.guests
+            }
         ),
         "pendingGuests": pulumi.Output.from_input(pending_guests(fleet)),
     }
@@ -38,6 +40,10 @@ def build(fleet: Fleet, secrets: Secrets) -> dict[str, pulumi.Output]:
 
 
 def main() -> None:
-    fleet = load_stack_fleet()
+    try:
+        fleet = load_stack_fleet()
+    except FleetConfigError as err:
+        # RunError: Pulumi prints the message alone, no traceback; nothing has been registered.
+        raise pulumi.RunError(str(err)) from None
     for key, value in build(fleet, load_secrets(fleet)).items():
         pulumi.export(key, value)

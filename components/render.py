@@ -34,7 +34,7 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
-        autoescape=False,  # noqa: S701 - shell, ini and haproxy files, not HTML
+        autoescape=False,
     )
     env.filters["shquote"] = shquote
     env.filters["tojson"] = lambda v: json.dumps(v, sort_keys=True)

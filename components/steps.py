@@ -64,8 +64,11 @@ def render_step(
 ) -> RenderedStep:
     """Render the create and delete scripts of step ``name`` for ``machine``."""
     files = tuple(files)
-    content_digest = digest(template, repr(sorted(context.items(), key=lambda kv: kv[0])),
-                            *(f"{f.path}\0{f.mode}\0{f.content}" for f in files))
+    content_digest = digest(
+        template,
+        repr(sorted(context.items(), key=lambda kv: kv[0])),
+        *(f"{f.path}\0{f.mode}\0{f.content}" for f in files),
+    )
     scripts = {}
     for action in ("create", "delete"):
         scripts[action] = render(
@@ -81,7 +84,9 @@ def render_step(
             digest=content_digest,
             **context,
         )
-    return RenderedStep(machine, name, scripts["create"], scripts["delete"], files, lock, secret, content_digest)
+    return RenderedStep(
+        machine, name, scripts["create"], scripts["delete"], files, lock, secret, content_digest
+    )
 
 
 def as_command(script: str) -> str:

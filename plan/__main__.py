@@ -26,8 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config, _fleet = load_stack(args.stack, path)
     except FleetConfigError as err:
-        print(f"make plan: stack {args.stack} ({path.name}) is invalid; nothing was written.\n{err}",
-              file=sys.stderr)
+        print(
+            f"make plan: stack {args.stack} ({path.name}) is invalid; nothing was written.\n{err}",
+            file=sys.stderr,
+        )
         return 1
     recording = run_program(config)
 
@@ -45,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     for warning in recording.warnings:
         print(f"warning: {warning}")
     target = write_build(recording, args.build)
-    print(f"\nwrote {target / 'plan.json'} and {len(machine_files(recording))} rendered files under {target}/")
+    print(
+        f"\nwrote {target / 'plan.json'} and {len(machine_files(recording))} rendered files under {target}/"
+    )
     return 0
 
 

@@ -74,7 +74,7 @@ class RecordingMonitor(MockMonitor):
         super().__init__(mocks)
         self.records: list[ResourceRecord] = []
 
-    def RegisterResource(self, request):  # noqa: N802 - gRPC method name
+    def RegisterResource(self, request):
         if request.type != "pulumi:pulumi:Stack":
             secrets: set[str] = set()
             inputs = _unwrap(rpc.deserialize_properties(request.object), "", secrets)

@@ -108,9 +108,12 @@ def run_program(config: StackConfig) -> Recording:
     settings.ROOT.set(None)  # a fresh stack per run, so several stacks can run in one process
     mocks = PlanMocks()
     monitor = RecordingMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project="virtfleet", stack=config.name, preview=False,
-                             logger=logger, monitor=monitor)
-    pulumi.runtime.set_all_config(config.pulumi_config(), sorted(f"{NAMESPACE}:{k}" for k in config.secret_keys))
+    pulumi.runtime.set_mocks(
+        mocks, project="virtfleet", stack=config.name, preview=False, logger=logger, monitor=monitor
+    )
+    pulumi.runtime.set_all_config(
+        config.pulumi_config(), sorted(f"{NAMESPACE}:{k}" for k in config.secret_keys)
+    )
     resolved: dict[str, Any] = {}
 
     @pulumi.runtime.test

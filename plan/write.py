@@ -7,7 +7,6 @@ import shutil
 from collections import Counter
 from pathlib import Path, PurePosixPath
 
-from .mocks import SECRET_MARK
 from .run import Recording
 
 STEP_TYPE = "virtfleet:remote:RemoteStep"
@@ -95,5 +94,3 @@ def write_build(recording: Recording, build_root: Path) -> Path:
         if "/steps/" in relative:
             path.chmod(0o755)
     return target
-
-

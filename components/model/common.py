@@ -16,9 +16,7 @@ from pydantic.alias_generators import to_camel
 class Frozen(BaseModel):
     """Base of every config object: immutable, camelCase keys, unknown keys refused."""
 
-    model_config = ConfigDict(
-        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
-    )
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
 
 
 Name = Annotated[

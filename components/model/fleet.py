@@ -112,7 +112,9 @@ def load_fleet(config: Mapping[str, Any], secret_keys: frozenset[str] | set[str]
         if isinstance(domain, str) and _DOMAIN.fullmatch(domain):
             parts["domain"] = domain
         else:
-            problems.append(Problem(key_path("domain"), "must be a DNS domain such as example.internal", domain))
+            problems.append(
+                Problem(key_path("domain"), "must be a DNS domain such as example.internal", domain)
+            )
     if config.get("ssh") is not None:
         parts["ssh"] = _parse_one(SshAccess, config["ssh"], ("ssh",), problems)
     parts["hosts"] = _parse_list(

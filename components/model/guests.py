@@ -7,9 +7,9 @@ A new guest type is a new class here (with ``required_role``) plus a component f
 from __future__ import annotations
 
 from ipaddress import IPv4Address
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, HttpUrl, model_validator
+from pydantic import Field, HttpUrl, StringConstraints, model_validator
 
 from .common import Frozen, InterfaceName, MacAddress, Name, Port, SafeText
 from .hosts import Role
@@ -88,7 +88,9 @@ class XenGuest(Guest):
     required_role: ClassVar[Role] = Role.XEN
     type: Literal["xen"]
     mode: Literal["pvh", "hvm", "pv"] = "pvh"
-    image: HttpUrl | None = Field(None, description="raw/qcow2 disk image; default: the os family's cloud image")
+    image: HttpUrl | None = Field(
+        None, description="raw/qcow2 disk image; default: the os family's cloud image"
+    )
     on_reboot: Literal["restart", "destroy", "preserve"] = "restart"
     on_crash: Literal["restart", "destroy", "preserve", "coredump-destroy"] = "restart"
 
@@ -97,14 +99,16 @@ class OpenvzGuest(Guest):
     required_role: ClassVar[Role] = Role.OPENVZ
     type: Literal["openvz"]
     ctid: int = Field(ge=101, le=2147483647, description="container ID; 0-100 are reserved")
-    ostemplate: SafeText = Field("centos-7-x86_64-minimal", pattern=r"^[A-Za-z0-9._-]+$")
+    ostemplate: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]+$")] = "centos-7-x86_64-minimal"
     nameservers: tuple[IPv4Address, ...] = ()
 
 
 class VirtualboxGuest(Guest):
     required_role: ClassVar[Role] = Role.VIRTUALBOX
     type: Literal["virtualbox"]
-    os_type: SafeText = Field("RedHat_64", pattern=r"^[A-Za-z0-9_]+$", description="VBoxManage --ostype")
+    os_type: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]+$")] = Field(
+        "RedHat_64", description="VBoxManage --ostype"
+    )
     image: HttpUrl | None = Field(None, description="VDI/VMDK disk to clone; default: empty disk + installer")
     vrde: bool = Field(False, description="remote display on 127.0.0.1 only")
 
@@ -120,7 +124,9 @@ class DockerGuest(Guest):
     required_role: ClassVar[Role] = Role.DOCKER
     needs_network: ClassVar[bool] = False
     type: Literal["docker"]
-    image: SafeText = Field(pattern=r"^[a-z0-9][a-z0-9._/:@-]*$", description="e.g. httpd:2.4")
+    image: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._/:@-]*$")] = Field(
+        description="e.g. httpd:2.4"
+    )
     disk_gib: int = Field(0, ge=0, alias="diskGiB", description="containers use the host's image store")
     ports: tuple[PortMapping, ...] = ()
     env: dict[str, SafeText] = Field(default_factory=dict)
@@ -132,4 +138,3 @@ GUEST_TYPES: dict[str, type[Guest]] = {
     cls.model_fields["type"].annotation.__args__[0]: cls  # the Literal's one value
     for cls in (KvmGuest, XenGuest, OpenvzGuest, VirtualboxGuest, DockerGuest)
 }
-

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from ipaddress import IPv4Address
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from .common import Frozen, Name, Port, SafeText
 
@@ -25,7 +25,7 @@ class Https(Frozen):
 
 
 class HealthCheck(Frozen):
-    path: SafeText = Field("/", pattern=r"^/[A-Za-z0-9._~/%?&=+-]*$")
+    path: Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._~/%?&=+-]*$")] = "/"
     interval_ms: int = Field(1000, ge=100, le=600000, alias="intervalMs")
     fall: int = Field(2, ge=1, le=100)
     rise: int = Field(2, ge=1, le=100)
@@ -35,9 +35,9 @@ class HealthCheck(Frozen):
 class Stats(Frozen):
     enabled: bool = True
     bind: Endpoint | None = Field(None, description="default: the frontend address, port 8404")
-    uri: SafeText = Field("/stats", pattern=r"^/[A-Za-z0-9._~/-]*$")
+    uri: Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._~/-]*$")] = "/stats"
     user: Name = "haproxy"
-    realm: SafeText = Field("HAProxy Statistics", pattern=r"^[A-Za-z0-9 ._-]+$")
+    realm: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9 ._-]+$")] = "HAProxy Statistics"
     # The password is the secret virtfleet:statsPassword, or generated (pulumi-random).
 
 
@@ -52,9 +52,9 @@ class LoadBalancer(Frozen):
     health_check: HealthCheck = HealthCheck()
     sticky_cookie: Name | None = Field("lb", description="cookie name for sticky sessions; null for none")
     stats: Stats = Stats()
-    timeouts_ms: dict[Literal["connect", "client", "server", "httpRequest", "httpKeepAlive", "queue"], int] = (
-        Field(default_factory=dict, description="overrides of the tier's timeout defaults")
-    )
+    timeouts_ms: dict[
+        Literal["connect", "client", "server", "httpRequest", "httpKeepAlive", "queue"], int
+    ] = Field(default_factory=dict, description="overrides of the tier's timeout defaults")
 
     @property
     def stats_bind(self) -> Endpoint:

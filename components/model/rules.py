@@ -6,6 +6,7 @@ Problems whose path is the key a user would edit.
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from collections.abc import Iterable
 from ipaddress import IPv4Address
@@ -72,7 +73,10 @@ def host_rules(hosts: Indexed) -> list[Problem]:
             "the bridge name",
         )
         problems += _duplicates(
-            [(key_path("hosts", i, "bridges", j, "interface"), b.interface) for j, b in enumerate(host.bridges)],
+            [
+                (key_path("hosts", i, "bridges", j, "interface"), b.interface)
+                for j, b in enumerate(host.bridges)
+            ],
             "the interface",
         )
         for j, bridge in enumerate(host.bridges):
@@ -87,9 +91,14 @@ def host_rules(hosts: Indexed) -> list[Problem]:
                         str(bridge.gateway),
                     )
                 )
-            if bridge.address.ip in (bridge.address.network.network_address, bridge.address.network.broadcast_address):
+            if bridge.address.ip in (
+                bridge.address.network.network_address,
+                bridge.address.network.broadcast_address,
+            ):
                 problems.append(
-                    Problem(f"{path}.address", "is the subnet's network or broadcast address", str(bridge.address))
+                    Problem(
+                        f"{path}.address", "is the subnet's network or broadcast address", str(bridge.address)
+                    )
                 )
     return problems
 
@@ -100,8 +109,11 @@ def guest_placement(by_host: dict[str, Host], guests: Indexed) -> list[Problem]:
         host = by_host.get(guest.host)
         if host is None:
             problems.append(
-                Problem(key_path("guests", i, "host"), f"no such host; hosts are {', '.join(by_host) or 'none'}",
-                        guest.host)
+                Problem(
+                    key_path("guests", i, "host"),
+                    f"no such host; hosts are {', '.join(by_host) or 'none'}",
+                    guest.host,
+                )
             )
             continue
         if not host.has_role(guest.required_role):
@@ -123,13 +135,24 @@ def _guest_address(i: int, guest: Guest, host: Host) -> list[Problem]:
     bridge = host.bridge(net.bridge)
     if bridge is None:
         names = ", ".join(b.name for b in host.bridges) or "none declared"
-        return [Problem(key_path("guests", i, "network", "bridge"), f"host {host.name} has no such bridge ({names})",
-                        net.bridge)]
+        return [
+            Problem(
+                key_path("guests", i, "network", "bridge"),
+                f"host {host.name} has no such bridge ({names})",
+                net.bridge,
+            )
+        ]
     subnet = bridge.address.network
     path = key_path("guests", i, "network", "ip")
     if net.ip not in subnet:
-        return [Problem(path, f"is outside bridge {bridge.name}'s subnet {subnet} on host {host.name}; "
-                              f"use an address between {subnet[1]} and {subnet[-2]}", str(net.ip))]
+        return [
+            Problem(
+                path,
+                f"is outside bridge {bridge.name}'s subnet {subnet} on host {host.name}; "
+                f"use an address between {subnet[1]} and {subnet[-2]}",
+                str(net.ip),
+            )
+        ]
     reserved = {
         subnet.network_address: "the subnet's network address",
         subnet.broadcast_address: "the subnet's broadcast address",
@@ -145,7 +168,9 @@ def _guest_address(i: int, guest: Guest, host: Host) -> list[Problem]:
 def unique_addresses(hosts: Indexed, guests: Indexed) -> list[Problem]:
     ips: list[tuple[str, IPv4Address]] = []
     for i, host in hosts:
-        ips += [(key_path("hosts", i, "bridges", j, "address"), b.address.ip) for j, b in enumerate(host.bridges)]
+        ips += [
+            (key_path("hosts", i, "bridges", j, "address"), b.address.ip) for j, b in enumerate(host.bridges)
+        ]
     ips += [(key_path("guests", i, "network", "ip"), g.network.ip) for i, g in guests if g.network]
     macs = [(key_path("guests", i, "network", "mac"), g.network.mac) for i, g in guests if g.network]
     ctids = [(key_path("guests", i, "ctid"), g.ctid) for i, g in guests if isinstance(g, OpenvzGuest)]
@@ -162,12 +187,27 @@ def capacity(hosts: Indexed, guests: Indexed) -> list[Problem]:
         placed = [g for _, g in guests if g.host == host.name]
         cap = host.capacity
         for key, used, limit, unit, ratio in (
-            ("cpuThreads", sum(g.vcpus for g in placed), cap.cpu_threads * cap.cpu_overcommit, "vCPUs",
-             "cpuOvercommit"),
-            ("memoryMiB", sum(g.memory_mib for g in placed), cap.memory_mib * cap.memory_overcommit, "MiB",
-             "memoryOvercommit"),
-            ("diskGiB", sum(g.disk_gib for g in placed), cap.disk_gib * cap.disk_overcommit, "GiB",
-             "diskOvercommit"),
+            (
+                "cpuThreads",
+                sum(g.vcpus for g in placed),
+                cap.cpu_threads * cap.cpu_overcommit,
+                "vCPUs",
+                "cpuOvercommit",
+            ),
+            (
+                "memoryMiB",
+                sum(g.memory_mib for g in placed),
+                cap.memory_mib * cap.memory_overcommit,
+                "MiB",
+                "memoryOvercommit",
+            ),
+            (
+                "diskGiB",
+                sum(g.disk_gib for g in placed),
+                cap.disk_gib * cap.disk_overcommit,
+                "GiB",
+                "diskOvercommit",
+            ),
         ):
             if used > limit:
                 names = ", ".join(g.name for g in placed)
@@ -175,7 +215,7 @@ def capacity(hosts: Indexed, guests: Indexed) -> list[Problem]:
                     Problem(
                         key_path("hosts", i, "capacity", key),
                         f"guests on {host.name} ({names}) ask for {used} {unit} but the host offers "
-                        f"{limit:g} (capacity × {ratio}); raise the capacity or {ratio}, or move a guest",
+                        f"{limit:g} (capacity x {ratio}); raise the capacity or {ratio}, or move a guest",
                     )
                 )
     return problems
@@ -219,14 +259,22 @@ def load_balancer_rules(by_host: dict[str, Host], guests: Indexed, lb: LoadBalan
         node_addresses = _addresses_of(lb.node, by_host, by_guest)
         for path, endpoint in (
             (key_path("loadBalancer", "frontend", "address"), lb.frontend),
-            (key_path("loadBalancer", "stats", "bind", "address"), lb.stats_bind if lb.stats.enabled else None),
+            (
+                key_path("loadBalancer", "stats", "bind", "address"),
+                lb.stats_bind if lb.stats.enabled else None,
+            ),
         ):
             if endpoint is None or endpoint.address.is_unspecified or endpoint.address.is_loopback:
                 continue
             if endpoint.address not in node_addresses:
                 shown = ", ".join(map(str, sorted(node_addresses))) or "none"
-                problems.append(Problem(path, f"is not an address of {lb.node} ({shown}, 127.0.0.1 or 0.0.0.0)",
-                                        str(endpoint.address)))
+                problems.append(
+                    Problem(
+                        path,
+                        f"is not an address of {lb.node} ({shown}, 127.0.0.1 or 0.0.0.0)",
+                        str(endpoint.address),
+                    )
+                )
     for group in ("backends", "backups"):
         problems += _duplicates(
             [(key_path("loadBalancer", group, j), name) for j, name in enumerate(getattr(lb, group))],
@@ -236,11 +284,17 @@ def load_balancer_rules(by_host: dict[str, Host], guests: Indexed, lb: LoadBalan
             path = key_path("loadBalancer", group, j)
             guest = by_guest.get(name)
             if guest is None:
-                problems.append(Problem(path, f"names no guest; guests are {', '.join(by_guest) or 'none'}", name))
+                problems.append(
+                    Problem(path, f"names no guest; guests are {', '.join(by_guest) or 'none'}", name)
+                )
             elif guest.network is None:
-                problems.append(Problem(path, "a web server needs network.ip so the balancer can reach it", name))
+                problems.append(
+                    Problem(path, "a web server needs network.ip so the balancer can reach it", name)
+                )
             elif group == "backups" and name in lb.backends:
-                problems.append(Problem(path, "is already a backend; a server is either backend or backup", name))
+                problems.append(
+                    Problem(path, "is already a backend; a server is either backend or backup", name)
+                )
             elif name == lb.node:
                 problems.append(Problem(path, "the balancer node cannot balance onto itself", name))
     return problems
@@ -250,10 +304,8 @@ def _addresses_of(name: str, by_host: dict[str, Host], by_guest: dict[str, Guest
     if name in by_host:
         host = by_host[name]
         found = {b.address.ip for b in host.bridges}
-        try:
+        with contextlib.suppress(ValueError):  # a DNS name: only the bridge addresses are known
             found.add(IPv4Address(host.address))
-        except ValueError:
-            pass  # a DNS name: only the bridge addresses are known
         return found
     guest = by_guest[name]
     return {guest.network.ip} if guest.network else set()
