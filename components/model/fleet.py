@@ -27,7 +27,7 @@ _DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
 
 
 class Fleet(Frozen):
-    domain: SafeText = "virtfleet.internal"
+    domain: SafeText = Field("virtfleet.internal", description="DNS domain of every machine of the stack")
     ssh: SshAccess = SshAccess()
     hosts: tuple[Host, ...] = Field(min_length=1)
     guests: tuple[Guest, ...] = ()

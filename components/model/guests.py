@@ -30,15 +30,15 @@ class Guest(Frozen):
     # Whether the guest can be an HAProxy web server and how httpd gets onto it (see haproxy_tier).
     needs_network: ClassVar[bool] = True
 
-    name: Name
-    type: str
-    host: Name
-    vcpus: int = Field(1, ge=1, le=256)
-    memory_mib: int = Field(1024, ge=16, alias="memoryMiB")
-    disk_gib: int = Field(10, ge=1, le=65536, alias="diskGiB")
-    network: GuestNetwork | None = None
-    autostart: bool = True
-    power_state: PowerState = "running"
+    name: Name = Field(description="guest name: domain/container name, hostname, resource name")
+    type: str = Field(description="kvm | xen | openvz | virtualbox | docker")
+    host: Name = Field(description="hosts[].name of the host it runs on")
+    vcpus: int = Field(1, ge=1, le=256, description="virtual CPUs")
+    memory_mib: int = Field(1024, ge=16, alias="memoryMiB", description="memory, MiB")
+    disk_gib: int = Field(10, ge=1, le=65536, alias="diskGiB", description="root disk, GiB")
+    network: GuestNetwork | None = Field(None, description="static address on a bridge of its host")
+    autostart: bool = Field(True, description="start with the host")
+    power_state: PowerState = Field("running", description="running | paused | stopped")
     os_family: Literal["el7", "el9"] = Field("el9", description="the guest's own OS")
 
     @model_validator(mode="after")

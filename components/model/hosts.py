@@ -58,12 +58,12 @@ class Capacity(Frozen):
 class Bridge(Frozen):
     """A Linux bridge that takes over ``interface``'s address; guests share it (the seed's brid0)."""
 
-    name: InterfaceName
-    interface: InterfaceName
+    name: InterfaceName = Field(description="bridge device, at most 15 characters (the seed: brid0)")
+    interface: InterfaceName = Field(description="the NIC whose address moves onto the bridge (eth0)")
     address: IPv4Interface = Field(description="the host's address on the bridge, CIDR: 10.0.0.2/24")
-    gateway: IPv4Address | None = None
-    dns: tuple[IPv4Address, ...] = ()
-    stp: bool = False
+    gateway: IPv4Address | None = Field(None, description="default route via the bridge")
+    dns: tuple[IPv4Address, ...] = Field((), description="resolvers for the host and, by default, its guests")
+    stp: bool = Field(False, description="spanning tree on the bridge")
 
     @field_validator("address")
     @classmethod
@@ -74,16 +74,18 @@ class Bridge(Frozen):
 
 
 class Host(Frozen):
-    name: Name
+    name: Name = Field(description="host name; also its resource name and /etc/hosts entry")
     address: SafeText = Field(description="IP address or DNS name virtfleet connects to over SSH")
-    port: Port = 22
+    port: Port = Field(22, description="SSH port")
     host_key: HostKey | None = Field(None, description="pinned SSH host key; without it the plan warns")
-    os_family: Literal["el7", "el9"] = "el9"
-    roles: tuple[Role, ...] = Field(min_length=1)
-    capacity: Capacity
-    selinux: Literal["enforcing", "permissive", "disabled"] = "enforcing"
-    allow_reboot: bool = False
-    bridges: tuple[Bridge, ...] = ()
+    os_family: Literal["el7", "el9"] = Field("el9", description="el7: yum + network-scripts; el9: dnf + NetworkManager")
+    roles: tuple[Role, ...] = Field(min_length=1, description="what the host runs; see the role table")
+    capacity: Capacity = Field(description="what guests may use, with overcommit ratios")
+    selinux: Literal["enforcing", "permissive", "disabled"] = Field(
+        "enforcing", description="disabled only when set explicitly (needs a reboot)"
+    )
+    allow_reboot: bool = Field(False, description="xen/openvz: reboot into the new kernel; else stop and say so")
+    bridges: tuple[Bridge, ...] = Field((), description="bridges guests attach to")
     firewall: bool = Field(True, description="manage firewalld ports for what the host serves")
 
     @field_validator("roles")
@@ -101,7 +103,7 @@ class Host(Frozen):
 
 
 class JumpHost(Frozen):
-    host: SafeText
+    host: SafeText = Field(description="bastion every SSH connection goes through")
     port: Port = 22
     user: Name = "root"
     host_key: HostKey | None = None
@@ -112,7 +114,7 @@ class SshAccess(Frozen):
 
     user: Name = "root"
     use_agent: bool = Field(False, description="authenticate with $SSH_AUTH_SOCK instead of sshPrivateKey")
-    jump_host: JumpHost | None = None
+    jump_host: JumpHost | None = Field(None, description="optional bastion")
     authorized_keys: tuple[SafeText, ...] = Field(
         (), description="public keys installed for the guests' admin user"
     )

@@ -1,0 +1,109 @@
+"""The configuration reference in README.md, generated from the model so it cannot drift.
+
+``python -m plan.reference`` prints it; ``python -m plan.reference --write`` replaces the block
+between the markers in README.md; a test fails when the two differ.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+import typing
+from enum import Enum
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from components.model import GUEST_TYPES
+from components.model.fleet import SECRET_KEYS, Fleet
+from components.model.guests import CloudImage, Guest, GuestNetwork, Installer, PortMapping
+from components.model.hosts import Bridge, Capacity, Host, JumpHost, SshAccess
+from components.model.lb import Endpoint, HealthCheck, Https, LoadBalancer, Stats
+
+from .run import ROOT
+
+BEGIN, END = "<!-- BEGIN CONFIG REFERENCE -->", "<!-- END CONFIG REFERENCE -->"
+SECTIONS: list[tuple[str, type[BaseModel], set[str]]] = [
+    ("`virtfleet:domain`, `virtfleet:ssh`", Fleet, {"hosts", "guests", "load_balancer", "ssh"}),
+    ("`ssh`", SshAccess, set()),
+    ("`ssh.jumpHost`", JumpHost, set()),
+    ("`hosts[]`", Host, set()),
+    ("`hosts[].capacity`", Capacity, set()),
+    ("`hosts[].bridges[]`", Bridge, set()),
+    ("`guests[]` (every type)", Guest, set()),
+    ("`guests[].network`", GuestNetwork, set()),
+    *[(f"`guests[]` with `type: {t}`", cls, set(Guest.model_fields)) for t, cls in GUEST_TYPES.items()],
+    ("`guests[].image` (kvm)", CloudImage, set()),
+    ("`guests[].install` (kvm)", Installer, set()),
+    ("`guests[].ports[]` (docker)", PortMapping, set()),
+    ("`loadBalancer`", LoadBalancer, set()),
+    ("`loadBalancer.frontend`, `loadBalancer.stats.bind`", Endpoint, set()),
+    ("`loadBalancer.https`", Https, set()),
+    ("`loadBalancer.healthCheck`", HealthCheck, set()),
+    ("`loadBalancer.stats`", Stats, set()),
+]
+
+
+def _type_name(annotation) -> str:
+    origin = typing.get_origin(annotation)
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if origin is typing.Literal:
+        return " \\| ".join(f"`{a}`" for a in typing.get_args(annotation))
+    if origin is typing.Annotated:
+        return _type_name(args[0])
+    if origin in (typing.Union, types.UnionType):
+        return " \\| ".join(_type_name(a) for a in args) + " (optional)"
+    if origin is tuple:
+        return f"list of {_type_name(args[0])}"
+    if origin is dict:
+        return "map"
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        return " \\| ".join(f"`{m.value}`" for m in annotation)
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _default(field) -> str:
+    if field.default is PydanticUndefined and field.default_factory is None:
+        return "**required**"
+    value = field.default_factory() if field.default_factory else field.default
+    if isinstance(value, BaseModel | tuple | dict) and not value:
+        return "empty"
+    if isinstance(value, BaseModel):
+        return "see below"
+    return f"`{value}`" if value is not None else "none"
+
+
+def reference() -> str:
+    lines = [BEGIN, ""]
+    for title, model, skip in SECTIONS:
+        lines += [f"#### {title}", "", "| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+        for name, field in model.model_fields.items():
+            if name in skip:
+                continue
+            key = field.alias or name
+            lines.append(f"| `{key}` | {_type_name(field.annotation)} | {_default(field)} | {field.description or ''} |")
+        lines.append("")
+    lines += ["#### Secrets (set with `pulumi config set --secret virtfleet:<key>`)", "",
+              "| key | meaning |", "| --- | --- |"]
+    lines += [f"| `{key}` | {meaning} |" for key, meaning in SECRET_KEYS.items()]
+    lines += ["", END]
+    return "\n".join(lines)
+
+
+def readme_block() -> str:
+    text = (ROOT / "README.md").read_text()
+    return text[text.index(BEGIN): text.index(END) + len(END)]
+
+
+def main() -> int:
+    generated = reference()
+    if "--write" in sys.argv:
+        path = ROOT / "README.md"
+        path.write_text(path.read_text().replace(readme_block(), generated))
+    else:
+        print(generated)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""L1: the rendering environment and the remote-step frame."""
+
+from __future__ import annotations
+
+import subprocess
+
+import jinja2
+import pytest
+
+from components.render import digest, render, shquote
+from components.steps import RemoteFile, as_command, render_step
+
+
+def test_shquote_survives_metacharacters():
+    nasty = "a b'c\"$(reboot);`id`"
+    out = subprocess.run(["bash", "-c", f"printf %s {shquote(nasty)}"], capture_output=True, text=True, check=True)
+    assert out.stdout == nasty
+    assert shquote(["x y", "z"]) == "'x y' z"
+
+
+def test_undefined_values_fail_at_render_time():
+    with pytest.raises(jinja2.UndefinedError):
+        render("steps/hosts-file.create.sh.j2")
+
+
+def test_digest_is_stable_and_sensitive():
+    assert digest("a", "b") == digest("a", "b")
+    assert digest("a", "b") != digest("ab")
+
+
+def test_remote_files_refuse_relative_and_traversal_paths():
+    with pytest.raises(ValueError):
+        RemoteFile("etc/x", "y")
+    with pytest.raises(ValueError):
+        RemoteFile("/etc/../root/x", "y")
+
+
+def test_command_wrapper_runs_the_exact_script(tmp_path):
+    step = render_step("m1", "hosts-file", "hosts-file", entries=[("10.0.0.2", "m1", "m1.example")])
+    assert step.create.startswith("#!/bin/bash\n") and "set -euo pipefail" in step.create
+    wrapped = as_command("echo \"it's $((1+1))\"\n")
+    out = subprocess.run(["bash", "-c", wrapped], capture_output=True, text=True, check=True)
+    assert out.stdout == "it's 2\n"
+    with pytest.raises(ValueError):
+        as_command("echo\nVIRTFLEET_STEP\n")
+
+
+def test_step_digest_changes_with_content():
+    a = render_step("m1", "hosts-file", "hosts-file", entries=[("10.0.0.2", "m1", "m1.example")])
+    b = render_step("m1", "hosts-file", "hosts-file", entries=[("10.0.0.3", "m1", "m1.example")])
+    assert a.digest != b.digest and a.create != b.create
+
+
+def test_readme_configuration_reference_is_current():
+    from plan.reference import readme_block, reference
+
+    assert readme_block() == reference(), "run: .venv/bin/python -m plan.reference --write"
