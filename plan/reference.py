@@ -81,7 +81,8 @@ def reference() -> str:
             if name in skip:
                 continue
             key = field.alias or name
-            lines.append(f"| `{key}` | {_type_name(field.annotation)} | {_default(field)} | {field.description or ''} |")
+            meaning = field.description or ""
+            lines.append(f"| `{key}` | {_type_name(field.annotation)} | {_default(field)} | {meaning} |")
         lines.append("")
     lines += ["#### Secrets (set with `pulumi config set --secret virtfleet:<key>`)", "",
               "| key | meaning |", "| --- | --- |"]
