@@ -42,7 +42,8 @@ events {{
 }}
 
 http {{
-    log_format lab '$remote_addr "$request" $status xff="$http_x_forwarded_for" xfp="$http_x_forwarded_proto"';
+    log_format lab '$remote_addr "$request" $status '
+                   'xff="$http_x_forwarded_for" xfp="$http_x_forwarded_proto"';
     access_log {workdir}/access.log lab;
     client_body_temp_path {workdir}/temp/body;
     proxy_temp_path {workdir}/temp/proxy;
