@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from pulumi.runtime import settings
 
 from components.model import Fleet, load_fleet
 
-from .mocks import PlanMocks, RecordingMonitor, ResourceRecord, placeholder
+from .mocks import SECRET_MARK, PlanMocks, RecordingMonitor, ResourceRecord, placeholder
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "virtfleet"
@@ -116,11 +117,16 @@ def run_program(config: StackConfig) -> Recording:
     )
     resolved: dict[str, Any] = {}
 
+    async def collect(outputs: dict[str, Any]) -> None:
+        for key, value in outputs.items():
+            output = pulumi.Output.from_input(value)
+            plain = await output.future()
+            resolved[key] = SECRET_MARK if await output.is_secret() else plain
+
     @pulumi.runtime.test
     def program():
         fleet = load_stack_fleet()
-        outputs = build(fleet, load_secrets(fleet))
-        return pulumi.Output.all(**outputs).apply(resolved.update)
+        return pulumi.Output.from_input(asyncio.ensure_future(collect(build(fleet, load_secrets(fleet)))))
 
     program()
     return Recording(config.name, monitor.records, resolved, handler.messages)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..hosts import HypervisorHost
 from ..model import Fleet
 from ..secrets import Secrets
+from .kvm_images import KvmBaseImages
 
 
 @dataclass(frozen=True)
@@ -14,3 +15,5 @@ class GuestContext:
     fleet: Fleet
     host: HypervisorHost  # the host component the guest runs on (providers, connection, ready)
     secrets: Secrets
+    # Volumes shared by the KVM guests of one run (one base image per host and URL).
+    kvm_images: KvmBaseImages = field(default_factory=KvmBaseImages)
