@@ -48,7 +48,10 @@ class RemoteStep(pulumi.ComponentResource):
             },
             opts,
         )
-        child = pulumi.ResourceOptions(parent=self)
+        # A component's depends_on does not reach its children: pass it on, so that the steps of
+        # one host run in the order the host chains them.
+        after = list((opts.depends_on if opts else None) or [])
+        child = pulumi.ResourceOptions(parent=self, depends_on=after)
         uploads = []
         if not secret:
             for f in step.uploads:
@@ -75,7 +78,7 @@ class RemoteStep(pulumi.ComponentResource):
             triggers=[resolved.apply(lambda s: s.digest)],
             logging=command.remote.Logging.NONE if secret else command.remote.Logging.STDOUT_AND_STDERR,
             add_previous_output_in_env=False,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=uploads),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, *uploads]),
         )
         self.stdout = self.command.stdout
         self.register_outputs({"stdout": self.command.stdout})

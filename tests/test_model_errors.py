@@ -190,6 +190,7 @@ CASES: list[tuple[str, Callable[[dict], None], str, str]] = [
     ("roles-empty", _set(KVM1, "roles", []), "virtfleet:hosts[0].roles", "at least 1"),
     ("role-unknown", _set(KVM1, "roles", ["kvm", "vmware"]), "virtfleet:hosts[0].roles[1]", "kvm"),
     ("os-family", _set(KVM1, "osFamily", "el8"), "virtfleet:hosts[0].osFamily", "el7"),
+    ("xen-on-el9", _set(lambda v: host(v, "xen1"), "osFamily", "el9"), "virtfleet:hosts[1].osFamily", "Xen4CentOS"),
     ("selinux-mode", _set(KVM1, "selinux", "off"), "virtfleet:hosts[0].selinux", "enforcing"),
     ("host-key-malformed", _set(KVM1, "hostKey", "not-a-key"), "virtfleet:hosts[0].hostKey", "ssh-keyscan"),
     (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pulumi
+import pulumi_command as command
 import pulumi_docker as docker
 import pulumi_libvirt as libvirt
 
@@ -10,26 +11,24 @@ from ..connection import connection_for
 from ..model import Fleet, Host, Role
 from ..remote_step import RemoteStep
 from ..secrets import Secrets
-from ..steps import render_step
+from .bridge_network import BridgeNetwork
+from .host_steps import host_steps, hosts_entries
+from .trust import host_trust
 
-
-def hosts_entries(fleet: Fleet) -> list[tuple[str, str, str]]:
-    """(address, short name, FQDN) of every machine of the stack, for /etc/hosts (the seed's list)."""
-    entries = []
-    for name in [h.name for h in fleet.hosts] + [g.name for g in fleet.guests]:
-        entries.append((fleet.machine_address(name), name, f"{name}.{fleet.domain}"))
-    return entries
+__all__ = ["HypervisorHost", "hosts_entries"]
 
 
 class HypervisorHost(pulumi.ComponentResource):
     """Type ``virtfleet:host:HypervisorHost``.
 
     Guests use: ``connection`` (SSH to the host), ``ready`` (resources a guest must wait for),
-    ``libvirt_provider`` / ``docker_provider`` (None unless the host has that role) and
-    ``libvirt_networks`` (bridge name -> libvirt Network).
+    ``libvirt_provider`` / ``docker_provider`` (None unless the host has that role),
+    ``libvirt_networks`` and ``docker_networks`` (bridge name -> network).
     """
 
-    def __init__(self, host: Host, *, fleet: Fleet, secrets: Secrets, opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self, host: Host, *, fleet: Fleet, secrets: Secrets, opts: pulumi.ResourceOptions | None = None
+    ):
         super().__init__("virtfleet:host:HypervisorHost", host.name, None, opts)
         self.host = host
         self.connection = connection_for(fleet, host.address, host.port, host.host_key, secrets.ssh)
@@ -39,33 +38,65 @@ class HypervisorHost(pulumi.ComponentResource):
                 f"Pin it: ssh-keyscan -t ed25519 {host.address}",
                 resource=self,
             )
-        child = pulumi.ResourceOptions(parent=self)
-        hosts_step = RemoteStep(
-            render_step(host.name, "hosts-file", "hosts-file", entries=hosts_entries(fleet)),
-            machine=host.name,
-            name="hosts-file",
-            connection=self.connection,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        self.ready: list[pulumi.Resource] = [hosts_step]
+        # Steps run one after another: each may rely on what the previous one set up (packages
+        # need the repositories, the reboot comes last). Only this host's steps are chained.
+        bridges = {f"bridge-{b.name}": b for b in host.bridges}
+        previous: list[pulumi.Resource] = []
+        self.steps: dict[str, pulumi.Resource] = {}
+        self.bridges: dict[str, BridgeNetwork] = {}
+        for step in host_steps(host, fleet):
+            step_opts = pulumi.ResourceOptions(parent=self, depends_on=previous)
+            if step.name in bridges:
+                bridge = bridges[step.name]
+                resource = BridgeNetwork(host, bridge, step=step, connection=self.connection, after=previous,
+                                         opts=step_opts)
+                self.bridges[bridge.name] = resource
+                # Chain on the step itself: the component later also holds networks that wait for
+                # the whole host, so depending on the component would be a cycle.
+                resource = resource.step
+            else:
+                resource = RemoteStep(step, machine=host.name, name=step.name, connection=self.connection,
+                                      opts=step_opts)
+            self.steps[step.name] = resource
+            previous = [resource]
+        # Guests wait for every step, not only the last: a RemoteStep's Command does not (yet)
+        # inherit the component's depends_on, so the chain alone does not order the Commands.
+        self.ready: list[pulumi.Resource] = list(self.steps.values())
+
+        trust = host_trust(fleet, host, pulumi.get_stack())
+        needs_trust = host.has_role(Role.KVM) or host.has_role(Role.DOCKER)
+        trust_files = None
+        if needs_trust:
+            trust_files = command.local.Command(
+                f"{host.name}-ssh-trust",
+                create=trust.write_script(),
+                update=trust.write_script(),
+                delete=trust.delete_script(),
+                stdin=secrets.ssh.private_key if trust.use_keyfile else None,
+                logging=command.local.Logging.NONE,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        provider_opts = pulumi.ResourceOptions(parent=self, depends_on=[trust_files] if trust_files else [])
         self.libvirt_provider: libvirt.Provider | None = None
-        self.libvirt_networks: dict[str, libvirt.Network] = {}
         self.docker_provider: docker.Provider | None = None
-        target = f"{fleet.ssh.user}@{host.address}:{host.port}"
         if host.has_role(Role.KVM):
             self.libvirt_provider = libvirt.Provider(
-                f"{host.name}-libvirt", uri=f"qemu+ssh://{target}/system", opts=child
+                f"{host.name}-libvirt", uri=trust.libvirt_uri(fleet, host), opts=provider_opts
             )
-            for bridge in host.bridges:
-                # libvirt's bridge mode: guests plug into the host bridge; libvirt manages no addresses.
-                self.libvirt_networks[bridge.name] = libvirt.Network(
-                    f"{host.name}-net-{bridge.name}",
-                    name=bridge.name,
-                    mode="bridge",
-                    bridge=bridge.name,
-                    autostart=True,
-                    opts=pulumi.ResourceOptions(parent=self, provider=self.libvirt_provider, depends_on=self.ready),
-                )
         if host.has_role(Role.DOCKER):
-            self.docker_provider = docker.Provider(f"{host.name}-docker", host=f"ssh://{target}", opts=child)
+            self.docker_provider = docker.Provider(
+                f"{host.name}-docker",
+                host=f"ssh://{fleet.ssh.user}@{host.address}:{host.port}",
+                ssh_opts=trust.docker_ssh_opts(fleet),
+                opts=provider_opts,
+            )
+        self.libvirt_networks: dict[str, libvirt.Network] = {}
+        self.docker_networks: dict[str, docker.Network] = {}
+        for bridge in self.bridges.values():
+            bridge.attach(fleet, libvirt_provider=self.libvirt_provider, docker_provider=self.docker_provider,
+                          depends_on=self.ready)
+            if bridge.libvirt_network is not None:
+                self.libvirt_networks[bridge.bridge.name] = bridge.libvirt_network
+            if bridge.docker_network is not None:
+                self.docker_networks[bridge.bridge.name] = bridge.docker_network
         self.register_outputs({"address": host.address, "roles": [str(r) for r in host.roles]})

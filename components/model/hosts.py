@@ -38,6 +38,12 @@ ROLE_CONFLICTS: dict[frozenset[Role], str] = {
     ),
 }
 
+# Roles whose software exists only for EL7 (checked in rules.py).
+EL7_ONLY_ROLES: dict[Role, str] = {
+    Role.XEN: "the Xen4CentOS repository (centos-release-xen) ships for CentOS 7 only",
+    Role.OPENVZ: "Virtuozzo 7 / OpenVZ 7 and its vzkernel are built on EL7",
+}
+
 # Roles whose guests are hardware-virtualized: the host's CPU must show vmx or svm.
 ROLES_NEEDING_CPU_VIRT = frozenset({Role.KVM, Role.VIRTUALBOX})
 # Roles that replace the kernel and need a reboot before they work.

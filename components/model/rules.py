@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import Problem, key_path
 from .guests import DockerGuest, Guest, OpenvzGuest
-from .hosts import ROLE_CONFLICTS, Host
+from .hosts import EL7_ONLY_ROLES, ROLE_CONFLICTS, Host
 from .lb import LoadBalancer
 
 Indexed = list[tuple[int, Any]]
@@ -62,6 +62,12 @@ def unique_names(hosts: Indexed, guests: Indexed) -> list[Problem]:
 def host_rules(hosts: Indexed) -> list[Problem]:
     problems = _duplicates([(key_path("hosts", i, "address"), h.address) for i, h in hosts], "the address")
     for i, host in hosts:
+        for role in EL7_ONLY_ROLES.keys() & set(host.roles):
+            if host.os_family != "el7":
+                problems.append(
+                    Problem(key_path("hosts", i, "osFamily"), f"the {role} role needs el7: {EL7_ONLY_ROLES[role]}",
+                            host.os_family)
+                )
         for pair, reason in ROLE_CONFLICTS.items():
             if pair <= set(host.roles):
                 a, b = sorted(pair)

@@ -1,0 +1,149 @@
+"""What each role puts on a host, per OS family: the ONE table that step templates read.
+
+The seed prepares CentOS 7 by hand for each technology; this table is that chapter as data.
+Templates never branch on a role or family name: they loop over these fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..model import ROLES_NEEDING_CPU_VIRT, Role
+
+DOCKER_REPO = """\
+[docker-ce-stable]
+name=Docker CE Stable - $basearch
+baseurl=https://download.docker.com/linux/centos/$releasever/$basearch/stable
+enabled=1
+gpgcheck=1
+gpgkey=https://download.docker.com/linux/centos/gpg
+"""
+
+# The seed's repository file (VirtualBox 5.0 era); Oracle still serves el/$releasever.
+VIRTUALBOX_REPO = """\
+[virtualbox]
+name=Oracle Linux / RHEL / CentOS-$releasever / $basearch - VirtualBox
+baseurl=https://download.virtualbox.org/virtualbox/rpm/el/$releasever/$basearch
+enabled=1
+gpgcheck=1
+repo_gpgcheck=1
+gpgkey=https://www.virtualbox.org/download/oracle_vbox_2016.asc
+"""
+
+# The seed's OpenVZ hardware-node set. kernel.sysrq is left out on purpose: it is a console
+# convenience, not something containers need, and (unlike these keys) it is not per network
+# namespace, so it is not ours to change on a shared host.
+OPENVZ_SYSCTLS = (
+    ("net.ipv4.ip_forward", "1"),
+    ("net.ipv6.conf.default.forwarding", "1"),
+    ("net.ipv6.conf.all.forwarding", "1"),
+    ("net.ipv4.conf.default.proxy_arp", "0"),
+    ("net.ipv4.conf.all.rp_filter", "1"),
+    ("net.ipv4.conf.default.send_redirects", "1"),
+    ("net.ipv4.conf.all.send_redirects", "0"),
+)
+FORWARDING = (("net.ipv4.ip_forward", "1"),)  # the seed's 99-ipforward.conf for KVM bridging
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A role that boots its own kernel: how to make it the default and how to see it running."""
+
+    name: str  # what the user reads: "Xen", "the OpenVZ vzkernel"
+    running_check: str  # shell test that is true once the host runs it (trusted table text)
+    boot_entry: str  # boot-<role> template part that makes it the default boot entry
+
+
+@dataclass(frozen=True)
+class RoleSetup:
+    repo_files: tuple[tuple[str, str], ...] = ()  # (path under /etc/yum.repos.d, content)
+    repo_packages: tuple[str, ...] = ()  # packages that add a repository (NAME=URL for an rpm URL)
+    packages: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()  # enabled and started
+    config_lines: tuple[tuple[str, str, str], ...] = ()  # (file, KEY, value) as KEY=value
+    verify: tuple[tuple[str, ...], ...] = ()  # argv that must succeed once the role works
+    sysctls: tuple[tuple[str, str], ...] = ()
+    kernel: Kernel | None = None
+    needs_cpu_virt: bool = False
+
+
+XEN = Kernel("Xen", '[ "$(cat /sys/hypervisor/type 2>/dev/null)" = xen ]', "xen")
+VZKERNEL = Kernel("the OpenVZ vzkernel", 'uname -r | grep -q "vz7"', "vzkernel")
+
+_TABLE: dict[tuple[Role, str], RoleSetup] = {
+    (Role.KVM, "el7"): RoleSetup(
+        packages=("qemu-kvm", "qemu-img", "libvirt", "libvirt-client", "virt-install", "bridge-utils"),
+        services=("libvirtd",), sysctls=FORWARDING,
+        verify=(("systemctl", "is-active", "--quiet", "libvirtd"),),
+    ),
+    (Role.KVM, "el9"): RoleSetup(
+        packages=("qemu-kvm", "libvirt", "libvirt-client", "virt-install"),
+        services=("libvirtd",), sysctls=FORWARDING,
+        verify=(("systemctl", "is-active", "--quiet", "libvirtd"),),
+    ),
+    (Role.XEN, "el7"): RoleSetup(
+        repo_packages=("centos-release-xen",),
+        packages=("xen", "xen-runtime", "libvirt", "libvirt-daemon-xen", "bridge-utils"),
+        services=("xencommons", "xendomains", "xenconsoled"),
+        sysctls=FORWARDING, kernel=XEN,
+    ),
+    (Role.OPENVZ, "el7"): RoleSetup(
+        repo_packages=(
+            "virtuozzo-release=https://download.openvz.org/virtuozzo/releases/7.0/x86_64/os/Packages/v/"
+            "virtuozzo-release-7.0.0-10.vz7.x86_64.rpm",
+        ),
+        packages=("vzkernel", "prlctl", "prl-disp-service", "vzctl", "ploop"),
+        services=("vz", "prl-disp"),
+        config_lines=(("/etc/vz/vz.conf", "NEIGHBOUR_DEVS", "all"),),
+        sysctls=OPENVZ_SYSCTLS, kernel=VZKERNEL,
+    ),
+    (Role.VIRTUALBOX, "el7"): RoleSetup(
+        repo_files=(("virtualbox.repo", VIRTUALBOX_REPO),), repo_packages=("epel-release",),
+        packages=("gcc", "make", "perl", "kernel-headers", "kernel-devel", "elfutils-libelf-devel",
+                  "dkms", "VirtualBox-7.0"),
+        services=("vboxdrv",), needs_cpu_virt=True,
+        verify=(("systemctl", "is-active", "--quiet", "vboxdrv"),),
+    ),
+    (Role.VIRTUALBOX, "el9"): RoleSetup(
+        repo_files=(("virtualbox.repo", VIRTUALBOX_REPO),), repo_packages=("epel-release",),
+        packages=("gcc", "make", "perl", "kernel-headers", "kernel-devel", "elfutils-libelf-devel",
+                  "dkms", "VirtualBox-7.0"),
+        services=("vboxdrv",), needs_cpu_virt=True,
+        verify=(("systemctl", "is-active", "--quiet", "vboxdrv"),),
+    ),
+    (Role.DOCKER, "el7"): RoleSetup(
+        repo_files=(("docker-ce.repo", DOCKER_REPO),),
+        packages=("docker-ce", "docker-ce-cli", "containerd.io"),
+        services=("docker",), sysctls=FORWARDING,
+        verify=(("docker", "version", "--format", "{{.Server.Version}}"),),
+    ),
+    (Role.DOCKER, "el9"): RoleSetup(
+        repo_files=(("docker-ce.repo", DOCKER_REPO),),
+        packages=("docker-ce", "docker-ce-cli", "containerd.io"),
+        services=("docker",), sysctls=FORWARDING,
+        verify=(("docker", "version", "--format", "{{.Server.Version}}"),),
+    ),
+}  # fmt: skip
+
+
+def role_setup(role: Role, family: str) -> RoleSetup:
+    """The setup of ``role`` on ``family``; a clear error where the technology has no packages."""
+    try:
+        setup = _TABLE[(role, family)]
+    except KeyError:
+        raise ValueError(
+            f"role {role} has no packages for {family}: Xen4CentOS and Virtuozzo/OpenVZ 7 exist for "
+            f"el7 only; set osFamily: el7 for this host"
+        ) from None
+    if role in ROLES_NEEDING_CPU_VIRT and not setup.needs_cpu_virt:
+        return RoleSetup(**{**setup.__dict__, "needs_cpu_virt": True})
+    return setup
+
+
+def host_sysctls(roles, family: str) -> list[tuple[str, str]]:
+    """Every sysctl the host's roles need, merged in table order (first value wins)."""
+    merged: dict[str, str] = {}
+    for role in roles:
+        for key, value in role_setup(role, family).sysctls:
+            merged.setdefault(key, value)
+    return sorted(merged.items())

@@ -1,0 +1,225 @@
+#!/usr/bin/env -S python3 -S
+"""Fake ``virsh`` for guest power state: domains live in the fakes' state, per connection URI.
+
+``[-c|--connect URI] domstate [--reason]|suspend|resume|start|shutdown|destroy|dominfo|autostart
+[--disable]|list [--all] [--name]|dumpxml [--inactive]|define FILE.xml|undefine``.
+``define`` is how a test puts a guest in place. State rules are the QEMU driver's
+(qemu_driver.c): suspending a paused guest is a silent success, resuming a running one fails
+("domain is already running"), shutdown needs a running guest. A shutdown completes at once
+(the guest obeys ACPI instantly). Needs libvirtd/virtqemud active (``systemctl`` fake).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import fakelib
+
+COMMAND_OPTIONS = {
+    "domstate": {"--reason"}, "suspend": set(), "resume": set(), "start": {"--autodestroy", "--paused"},
+    "shutdown": {"--mode"}, "destroy": {"--graceful"}, "dominfo": set(), "autostart": {"--disable"},
+    "list": {"--all", "--name", "--inactive", "--uuid"}, "define": set(),
+    "undefine": {"--nvram", "--remove-all-storage", "--managed-save"},
+    "dumpxml": {"--inactive", "--security-info", "--migratable"},
+}  # fmt: skip
+NEEDS_DOMAIN = set(COMMAND_OPTIONS) - {"list", "define"}
+INVALID = "Requested operation is not valid"
+KIB = {
+    "b": 1 / 1024,
+    "bytes": 1 / 1024,
+    "k": 1,
+    "kib": 1,
+    "kb": 1,
+    "m": 1024,
+    "mib": 1024,
+    "mb": 1024,
+    "g": 1024**2,
+    "gib": 1024**2,
+    "gb": 1024**2,
+}
+
+
+def main(prog: str, argv: list[str]) -> int:
+    uri = os.environ.get("LIBVIRT_DEFAULT_URI", "qemu:///system")
+    while argv and argv[0].startswith("-"):
+        option, _, value = argv[0].partition("=")
+        if option not in ("-c", "--connect", "-q", "--quiet"):
+            fakelib.fail(f"virsh: unrecognized option '{argv[0]}'")
+        if option in ("-c", "--connect"):
+            if not value:
+                argv, value = argv[1:], argv[1] if len(argv) > 1 else ""
+            uri = value
+        argv = argv[1:]
+    if not argv:
+        fakelib.fail("error: fake virsh has no interactive shell; give a command")
+    command, rest = argv[0], argv[1:]
+    if command not in COMMAND_OPTIONS:
+        fakelib.fail(f"error: unknown command: '{command}'")
+    options = {a for a in rest if a.startswith("-")}
+    for option in options - COMMAND_OPTIONS[command]:
+        fakelib.fail(f"error: command '{command}' doesn't support option {option}")
+    args = [a for a in rest if not a.startswith("-")]
+    if not uri.startswith("test://") and not (fakelib.unit_active("libvirtd") or fakelib.unit_active("virtqemud")):
+        fakelib.fail(
+            "error: failed to connect to the hypervisor\nerror: Failed to connect socket to "
+            "'/var/run/libvirt/libvirt-sock': No such file or directory"
+        )
+    state = fakelib.load("libvirt", {"domains": {}, "next_id": 1})
+    domains = state["domains"].setdefault(uri, {})
+    if command in NEEDS_DOMAIN and not args:
+        fakelib.fail(f"error: command '{command}' requires <domain> option")
+    if command == "list":
+        code = list_domains(domains, options)
+    elif command == "define":
+        code = define(domains, args)
+    else:
+        code = domain_command(state, domains, command, lookup(domains, args[0]), options)
+    fakelib.save("libvirt", state)
+    print()  # virsh ends each command's output with an empty line
+    return code
+
+
+def lookup(domains: dict, ref: str) -> str:
+    for name, dom in domains.items():
+        if ref in (name, dom["uuid"], str(dom.get("id"))):
+            return name
+    fakelib.fail(f"error: failed to get domain '{ref}'")
+
+
+def said(name: str, what: str) -> None:
+    print(f"Domain {name} {what}" if fakelib.dist() == "el7" else f"Domain '{name}' {what}")
+
+
+def refuse(action: str, name: str, why: str) -> None:
+    fakelib.fail(f"error: Failed to {action} domain '{name}'\nerror: {INVALID}: {why}")
+
+
+def domain_command(state: dict, domains: dict, command: str, name: str, options: set[str]) -> int:
+    dom = domains[name]
+    running, paused = dom["state"] == "running", dom["state"] == "paused"
+    if command == "domstate":
+        print(f"{dom['state']} ({dom['reason']})" if "--reason" in options else dom["state"])
+    elif command == "dumpxml":
+        print(dom["xml"].rstrip("\n"))
+    elif command == "dominfo":
+        print_dominfo(name, dom)
+    elif command == "suspend":
+        if not (running or paused):
+            refuse("suspend", name, "domain is not running")
+        dom["state"], dom["reason"] = "paused", "user"
+        said(name, "suspended")
+    elif command == "resume":
+        if running:
+            refuse("resume", name, "domain is already running")
+        if not paused:
+            refuse("resume", name, "domain is not running")
+        dom["state"], dom["reason"] = "running", "unpaused"
+        said(name, "resumed")
+    elif command == "start":
+        if running or paused:
+            refuse("start", name, "domain is already active")
+        dom["state"], dom["id"] = ("paused" if "--paused" in options else "running"), state["next_id"]
+        dom["reason"] = "user" if "--paused" in options else "booted"
+        state["next_id"] += 1
+        said(name, "started")
+    elif command in ("shutdown", "destroy"):
+        if not (running or (paused and command == "destroy")):
+            refuse(command, name, "domain is not running")
+        dom["state"], dom["id"], dom["reason"] = "shut off", None, command + ("" if command == "shutdown" else "ed")
+        said(name, "is being shutdown" if command == "shutdown" else "destroyed")
+        if not dom["persistent"]:
+            del domains[name]
+    elif command == "autostart":
+        dom["autostart"] = "--disable" not in options
+        said(name, "marked as autostarted" if dom["autostart"] else "unmarked as autostarted")
+    elif command == "undefine":
+        if running or paused:
+            dom["persistent"] = False  # stays as a transient domain until it stops
+        else:
+            del domains[name]
+        said(name, "has been undefined")
+    return 0
+
+
+def print_dominfo(name: str, dom: dict) -> None:
+    rows = [
+        ("Id", dom["id"] if dom["id"] is not None else "-"),
+        ("Name", name),
+        ("UUID", dom["uuid"]),
+        ("OS Type", "hvm"),
+        ("State", dom["state"]),
+        ("CPU(s)", dom["vcpus"]),
+        ("Max memory", f"{dom['memory_kib']} KiB"),
+        ("Used memory", f"{dom['memory_kib']} KiB"),
+        ("Persistent", "yes" if dom["persistent"] else "no"),
+        ("Autostart", "enable" if dom["autostart"] else "disable"),
+        ("Managed save", "no"),
+        ("Security model", "selinux"),
+        ("Security DOI", "0"),
+    ]
+    for key, value in rows:
+        print(f"{key + ':':<16}{value}")
+
+
+def list_domains(domains: dict, options: set[str]) -> int:
+    shown = [
+        (n, d)
+        for n, d in domains.items()
+        if "--all" in options or ("--inactive" in options) == (d["state"] == "shut off")
+    ]
+    shown.sort(key=lambda nd: (nd[1]["id"] is None, nd[1]["id"] or 0, nd[0]))
+    if "--name" in options or "--uuid" in options:
+        for name, dom in shown:
+            print(name if "--name" in options else dom["uuid"])
+        return 0
+    rows = [(str(d["id"]) if d["id"] is not None else "-", n, d["state"]) for n, d in shown]
+    if fakelib.dist() == "el7":
+        print(f" {'Id':<5} {'Name':<30} State\n" + "-" * 52)
+        for row in rows:
+            print(f" {row[0]:<5} {row[1]:<30} {row[2]}")
+        return 0
+    widths = [max([len(h), *(len(r[n]) for r in rows)]) for n, h in enumerate(("Id", "Name", "State"))]
+    header = " " + "   ".join(h.ljust(w) for h, w in zip(("Id", "Name", "State"), widths, strict=True))
+    print(header.rstrip() + "\n" + "-" * (len(header) + 1))
+    for row in rows:
+        print((" " + "   ".join(v.ljust(w) for v, w in zip(row, widths, strict=True))).rstrip())
+    return 0
+
+
+def define(domains: dict, args: list[str]) -> int:
+    if not args:
+        fakelib.fail("error: command 'define' requires <file> option")
+    path = Path(args[0])
+    if not path.exists():
+        fakelib.fail(
+            f"error: Failed to read file '{path}' to define domain\n"
+            f"error: Failed to open file '{path}': No such file or directory"
+        )
+    try:
+        root = ET.fromstring(path.read_text())
+    except ET.ParseError as exc:
+        fakelib.fail(f"error: Failed to define domain from {path}\nerror: (domain_definition):{exc}")
+    name = root.findtext("name")
+    if root.tag != "domain" or not name:
+        fakelib.fail(f"error: Failed to define domain from {path}\nerror: XML error: missing domain name information")
+    memory = root.find("memory")
+    unit = (memory.get("unit", "KiB") if memory is not None else "KiB").lower()
+    kib = int(int(memory.text or 0) * KIB.get(unit, 1)) if memory is not None else 1048576
+    old = domains.get(name, {"state": "shut off", "reason": "unknown", "id": None, "autostart": False})
+    domains[name] = {
+        **old,
+        "uuid": root.findtext("uuid") or old.get("uuid") or str(uuid.uuid4()),
+        "vcpus": int(root.findtext("vcpu") or 1),
+        "memory_kib": kib,
+        "persistent": True,
+        "xml": path.read_text(),
+    }
+    print(f"Domain {name} defined from {path}" if fakelib.dist() == "el7" else f"Domain '{name}' defined from {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    fakelib.run(main)
