@@ -5,6 +5,8 @@ from __future__ import annotations
 import pulumi
 
 from .guests import GUEST_COMPONENTS, GuestContext
+from .guests.kvm_images import KvmBaseImages
+from .haproxy_tier import HaproxyTier
 from .hosts import HypervisorHost
 from .model import Fleet, FleetConfigError
 from .secrets import Secrets, load_secrets
@@ -20,12 +22,13 @@ def build(fleet: Fleet, secrets: Secrets) -> dict[str, pulumi.Output]:
     """Create every component of the stack; return the stack outputs."""
     hosts = {h.name: HypervisorHost(h, fleet=fleet, secrets=secrets) for h in fleet.hosts}
     guests = {}
+    kvm_images = KvmBaseImages()  # shared by every KVM guest of this run
     for guest in fleet.guests:
         component = GUEST_COMPONENTS.get(guest.type)
         if component is None:
             pulumi.log.warn(f"guest {guest.name}: {guest.type} guests are not deployable yet; skipped")
             continue
-        guests[guest.name] = component(guest, context=GuestContext(fleet, hosts[guest.host], secrets))
+        guests[guest.name] = component(guest, context=GuestContext(fleet, hosts[guest.host], secrets, kvm_images))
     outputs: dict[str, pulumi.Output] = {
         "hosts": pulumi.Output.from_input({name: h.host.address for name, h in hosts.items()}),
         "guests": pulumi.Output.from_input(
@@ -36,6 +39,14 @@ def build(fleet: Fleet, secrets: Secrets) -> dict[str, pulumi.Output]:
         ),
         "pendingGuests": pulumi.Output.from_input(pending_guests(fleet)),
     }
+    if fleet.load_balancer:
+        tier = HaproxyTier(fleet.load_balancer, fleet=fleet, hosts=hosts, guests=guests, secrets=secrets)
+        outputs.update(
+            frontendUrl=tier.frontend_url,
+            statsUrl=tier.stats_url,
+            statsUser=tier.stats_user,
+            statsPassword=pulumi.Output.secret(tier.stats_password),
+        )
     return outputs
 
 

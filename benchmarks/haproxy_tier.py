@@ -1,0 +1,179 @@
+"""Benchmark: the generated haproxy.cfg against direct-to-backend, the seed's settings and a tuned reference.
+
+One run, in the test suite's network lab (tests/support/netlab): the prod stack's addresses in
+namespaces, real nginx web servers at 10.0.0.11-13 (+ backup 10.0.0.20), Debian's haproxy at
+10.0.0.10, wrk from 10.0.0.50. Every haproxy variant shares the generated config's global and
+defaults sections (logging to the lab's rsyslogd included) and differs only in frontend/backend:
+
+- generated: the prod stack's haproxy.cfg, unchanged (test password);
+- seed: the chapter's backend, translated only as far as HAProxy 2.x requires (reqadd becomes
+  http-request set-header X-Forwarded-Proto http);
+- tuned: the issue's keep-alive reference.
+
+Throughput is printed as ratios (best of ROUNDS runs per variant, interleaved so drift hits all
+alike), then the failover figure: failed requests while one of three servers is SIGKILLed under
+load. Run as root: `make bench`. Nothing leaves the lab's namespaces; every run is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from support.netlab import NetLab, new_prefix, wait_until  # noqa: E402
+
+from components.haproxy_config import render_haproxy_cfg, render_rsyslog_conf  # noqa: E402
+from plan.run import load_stack  # noqa: E402
+
+DURATION_S = 5
+CONNECTIONS = 50
+THREADS = 2
+ROUNDS = 4
+FAILOVER_S = 10
+FAILOVER_CONNECTIONS = 16
+KILL_AFTER_S = 3
+
+SEED_FRONTEND = """\
+frontend www
+    bind {frontend}
+    http-request set-header X-Forwarded-Proto http
+    default_backend webservers
+"""
+SEED_BACKEND = """
+backend webservers
+    balance roundrobin
+    option httpchk
+    option httpclose
+    option forwardfor
+    cookie LB insert
+{servers}"""
+TUNED_FRONTEND = SEED_FRONTEND
+TUNED_BACKEND = """
+backend webservers
+    balance roundrobin
+    option httpchk
+    option forwardfor
+    option http-keep-alive
+    http-reuse safe
+    retries 3
+    option redispatch
+    retry-on all-retryable-errors
+    default-server check inter 1s fall 2 rise 2
+    cookie LB insert indirect nocache
+{servers}"""
+
+
+def variants(fleet) -> dict[str, str]:
+    lb = fleet.load_balancer
+    generated = render_haproxy_cfg(lb, fleet, stats_password="bench")
+    head = generated[: generated.index("\nfrontend ")] + "\n\n"
+    frontend = f"{lb.frontend.address}:{lb.frontend.port}"
+    active = [(n, fleet.machine_address(n)) for n in lb.backends]
+    backup = [(n, fleet.machine_address(n)) for n in lb.backups]
+    port = lb.backend_port
+    seed_servers = "".join(f"    server {n} {a}:{port} cookie {n} check\n" for n, a in active)
+    seed_servers += "".join(f"    server {n} {a}:{port} check backup\n" for n, a in backup)
+    tuned_servers = "".join(f"    server {n} {a}:{port} cookie {n}\n" for n, a in active)
+    tuned_servers += "".join(f"    server {n} {a}:{port} backup\n" for n, a in backup)
+    return {
+        "generated": generated,
+        "seed": head + SEED_FRONTEND.format(frontend=frontend) + SEED_BACKEND.format(servers=seed_servers),
+        "tuned": head + TUNED_FRONTEND.format(frontend=frontend) + TUNED_BACKEND.format(servers=tuned_servers),
+    }
+
+
+def server_states(lb_machine) -> dict[str, str]:
+    lines = lb_machine.haproxy_command("show stat").splitlines()
+    header = lines[0].lstrip("# ").split(",")
+    rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
+    return {r["svname"]: r["status"].split()[0] for r in rows if r["pxname"] == "webservers"}
+
+
+def start(lb_machine, cfg: str, actives) -> None:
+    lb_machine.stop_haproxy()
+    lb_machine.run_haproxy(cfg)
+    if not wait_until(lambda: all(server_states(lb_machine).get(n) == "UP" for n in actives), 10, 0.2):
+        raise SystemExit(f"haproxy never reported every active server UP: {server_states(lb_machine)}")
+
+
+def failover(client, victim, url: str) -> tuple[int, int]:
+    """(failed, total) requests of a wrk run during which ``victim``'s web server is SIGKILLed."""
+    with ThreadPoolExecutor(1) as pool:
+        load = pool.submit(client.wrk, url, FAILOVER_S, FAILOVER_CONNECTIONS)
+        time.sleep(KILL_AFTER_S)
+        victim.stop_http(kill=True)
+        result = load.result(timeout=FAILOVER_S + 30)
+    victim.start_http()
+    return result.failures, result.requests
+
+
+def main() -> int:
+    missing = [
+        t
+        for t in ("haproxy", "nginx", "wrk", "rsyslogd", "curl", "ip")
+        if not shutil.which(t) and not os.access(f"/usr/sbin/{t}", os.X_OK)
+    ]
+    if os.geteuid() != 0 or missing:
+        print(f"benchmark needs root and {', '.join(missing) or 'its tools'}", file=sys.stderr)
+        return 2
+    _, fleet = load_stack("prod")
+    lb = fleet.load_balancer
+    configs = variants(fleet)
+    url = f"http://{lb.frontend.address}:{lb.frontend.port}/"
+    rates: dict[str, float] = {}
+    started = time.monotonic()
+    with NetLab(new_prefix(), "10.0.0.0/24") as lab:
+        for name in (*lb.backends, *lb.backups, lb.node):
+            lab.add_machine(name, [f"{fleet.machine_address(name)}/24"])
+        client = lab.add_machine("client", ["10.0.0.50/24"])
+        for name in (*lb.backends, *lb.backups):
+            lab.machines[name].serve_http(port=lb.backend_port, name=name)
+        node = lab.machines[lb.node]
+        node.run_rsyslog(render_rsyslog_conf())
+        direct_url = f"http://{fleet.machine_address(lb.backends[0])}:{lb.backend_port}/"
+        for _ in range(ROUNDS):
+            for variant in ("direct", "seed", "tuned", "generated"):
+                if variant == "direct":
+                    result = client.wrk(direct_url, DURATION_S, CONNECTIONS, THREADS)
+                else:
+                    start(node, configs[variant], lb.backends)
+                    result = client.wrk(url, DURATION_S, CONNECTIONS, THREADS)
+                if result.failures:
+                    print(f"  note: {variant}: {result.failures} failed requests", file=sys.stderr)
+                rates[variant] = max(rates.get(variant, 0.0), result.requests_per_sec)
+        victim = lab.machines[lb.backends[1]]
+        failures = {}
+        for variant in ("seed", "tuned", "generated"):
+            start(node, configs[variant], lb.backends)
+            failures[variant] = failover(client, victim, url)
+    elapsed = time.monotonic() - started
+
+    print(
+        f"HAProxy tier benchmark: {os.cpu_count()} cores, wrk -t{THREADS} -c{CONNECTIONS} -d{DURATION_S}s, "
+        f"best of {ROUNDS} interleaved rounds, prod addresses in netlab ({elapsed:.0f} s)"
+    )
+    print(f"  {'variant':<10} {'req/s':>10} {'vs direct':>10}")
+    for variant in ("direct", "seed", "tuned", "generated"):
+        print(f"  {variant:<10} {rates[variant]:>10.0f} {rates[variant] / rates['direct']:>9.2f}x")
+    vs_seed = rates["generated"] / rates["seed"]
+    vs_tuned = rates["generated"] / rates["tuned"]
+    print(f"  generated / seed  = {vs_seed:.2f}x (target >= 3.00x: {'met' if vs_seed >= 3 else 'NOT met'})")
+    print(f"  generated / tuned = {vs_tuned:.2f}x (target >= 1.00x: {'met' if vs_tuned >= 1 else 'NOT met'})")
+    print(
+        f"failover: one of {len(lb.backends)} servers SIGKILLed {KILL_AFTER_S} s into a {FAILOVER_S} s run, "
+        f"wrk -c{FAILOVER_CONNECTIONS}"
+    )
+    for variant, (failed, total) in failures.items():
+        print(f"  {variant:<10} {failed:>6} failed of {total} requests")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

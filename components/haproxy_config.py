@@ -1,0 +1,168 @@
+"""The HAProxy tier's files, rendered (pure): haproxy.cfg, the rsyslog snippet, URLs.
+
+Every default of the tier sits here, in one documented place; the component (``haproxy_tier``)
+only wires the rendered text into remote steps, and the tests and the benchmark call the same
+functions, so what they run is byte for byte what a stack deploys.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .model import Fleet, LoadBalancer
+from .model.lb import Endpoint
+from .render import render
+
+CONFIG_PATH = "/etc/haproxy/haproxy.cfg"
+CERT_DIR = "/etc/haproxy/certs"
+CERT_FILE = "frontend.pem"  # certificate chain + key, PEM, as haproxy's `crt` wants it
+RSYSLOG_PATH = "/etc/rsyslog.d/haproxy.conf"
+LOG_PATH = "/var/log/haproxy.log"
+# The seed's syslog wiring: haproxy logs over UDP to rsyslog on the balancer's own loopback.
+SYSLOG_ADDRESS = "127.0.0.1"
+SYSLOG_PORT = 514
+SYSLOG_FACILITY = "local2"
+# /run is a tmpfs: a tmpfiles.d entry recreates the stats socket's directory at every boot.
+ADMIN_SOCKET = "/run/haproxy/admin.sock"
+TMPFILES_PATH = "/etc/tmpfiles.d/virtfleet-haproxy.conf"
+# httpd on the balancer node gives these ports up to haproxy (the seed: Listen 80 -> 8080).
+HTTPD_MOVES = {80: 8080, 443: 8443}
+
+# Timeouts in milliseconds; LoadBalancer.timeouts_ms overrides any of them (camelCase keys).
+DEFAULT_TIMEOUTS_MS = {
+    "connect": 5000,
+    "client": 30000,
+    "server": 30000,
+    "httpRequest": 10000,
+    "httpKeepAlive": 10000,
+    "queue": 30000,
+}
+_TIMEOUT_KEYWORDS = {
+    "connect": "connect",
+    "client": "client",
+    "server": "server",
+    "httpRequest": "http-request",
+    "httpKeepAlive": "http-keep-alive",
+    "queue": "queue",
+}
+# Failover: a request whose server dies under it is retried (3 times, each on another server),
+# on any error HAProxy can safely retry: refused/reset connections, empty or junk responses, 5xx.
+RETRIES = 3
+RETRY_ON = "all-retryable-errors"
+# Needs about 2 x maxconn file descriptors; 4096 fits common hard limits (here: 20000).
+MAXCONN = 4096
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    address: str
+    port: int
+    backup: bool
+
+
+def haproxy_quote(value: str) -> str:
+    """One HAProxy 2.x config word holding ``value`` literally (strong quotes, `'` spliced in).
+
+    HAProxy >= 2.0 reads '...' without any expansion ($VAR, \\x) and joins adjacent quoted parts,
+    so `'it'\\''s'` is the word it's. Control characters cannot be represented on one line.
+    """
+    if re.search(r"[\x00-\x1f\x7f]", value):
+        raise ValueError("an haproxy.cfg value cannot hold control characters (newline, tab, ...)")
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
+def servers(lb: LoadBalancer, fleet: Fleet) -> list[Server]:
+    """Active web servers in config order, then the backups."""
+    return [
+        Server(name, fleet.machine_address(name), lb.backend_port, backup)
+        for names, backup in ((lb.backends, False), (lb.backups, True))
+        for name in names
+    ]
+
+
+def _bind(endpoint: Endpoint, port: int | None = None) -> str:
+    return f"{endpoint.address}:{port or endpoint.port}"
+
+
+def timeouts(lb: LoadBalancer) -> list[tuple[str, int]]:
+    merged = DEFAULT_TIMEOUTS_MS | dict(lb.timeouts_ms)
+    return [(_TIMEOUT_KEYWORDS[key], merged[key]) for key in DEFAULT_TIMEOUTS_MS]
+
+
+def render_haproxy_cfg(lb: LoadBalancer, fleet: Fleet, *, stats_password: str | None) -> str:
+    """The whole haproxy.cfg for the tier (HAProxy 2.4 and newer: EL9's 2.4/2.8, Debian 12's 2.6).
+
+    ``stats_password`` is the secret's value (None when the stats page is off); the text returned
+    is therefore a secret too.
+    """
+    if lb.stats.enabled and not stats_password:
+        raise ValueError("the stats page is enabled, so it needs a password")
+    check = lb.health_check
+    return render(
+        "haproxy.cfg.j2",
+        lb=lb,
+        node=lb.node,
+        check_host=f"{lb.node}.{fleet.domain}",
+        frontend_bind=_bind(lb.frontend),
+        https_bind=_bind(lb.frontend, lb.https.port) if lb.https.enabled else None,
+        stats_bind=_bind(lb.stats_bind) if lb.stats.enabled else None,
+        stats_auth=haproxy_quote(f"{lb.stats.user}:{stats_password}") if lb.stats.enabled else None,
+        stats_realm=haproxy_quote(lb.stats.realm),
+        check=check,
+        servers=servers(lb, fleet),
+        timeouts=timeouts(lb),
+        retries=RETRIES,
+        retry_on=RETRY_ON,
+        maxconn=MAXCONN,
+        cert_dir=CERT_DIR,
+        cert_file=CERT_FILE,
+        admin_socket=ADMIN_SOCKET,
+        syslog=f"{SYSLOG_ADDRESS}:{SYSLOG_PORT}",
+        facility=SYSLOG_FACILITY,
+    )
+
+
+def render_rsyslog_conf() -> str:
+    """/etc/rsyslog.d/haproxy.conf: UDP 514 on loopback only, local2 -> /var/log/haproxy.log."""
+    return render(
+        "rsyslog.d-haproxy.conf.j2",
+        address=SYSLOG_ADDRESS,
+        port=SYSLOG_PORT,
+        facility=SYSLOG_FACILITY,
+        log_path=LOG_PATH,
+    )
+
+
+def render_tmpfiles_conf() -> str:
+    return render("tmpfiles.d-virtfleet-haproxy.conf.j2", directory=ADMIN_SOCKET.rsplit("/", 1)[0])
+
+
+def balancer_ports(lb: LoadBalancer) -> list[int]:
+    """TCP ports haproxy binds on the node (opened in its firewall)."""
+    ports = [lb.frontend.port]
+    if lb.https.enabled:
+        ports.append(lb.https.port)
+    if lb.stats.enabled:
+        ports.append(lb.stats_bind.port)
+    return ports
+
+
+def _url(scheme: str, endpoint: Endpoint, port: int, fleet: Fleet, node: str, path: str = "/") -> str:
+    # 0.0.0.0 binds every address: a client reaches the node by its own address.
+    host = fleet.machine_address(node) if endpoint.address.is_unspecified else str(endpoint.address)
+    default = {"http": 80, "https": 443}[scheme]
+    return f"{scheme}://{host}{'' if port == default else f':{port}'}{path}"
+
+
+def frontend_url(lb: LoadBalancer, fleet: Fleet) -> str:
+    if lb.https.enabled:
+        return _url("https", lb.frontend, lb.https.port, fleet, lb.node)
+    return _url("http", lb.frontend, lb.frontend.port, fleet, lb.node)
+
+
+def stats_url(lb: LoadBalancer, fleet: Fleet) -> str | None:
+    if not lb.stats.enabled:
+        return None
+    return _url("http", lb.stats_bind, lb.stats_bind.port, fleet, lb.node, lb.stats.uri)

@@ -1,0 +1,221 @@
+"""``HaproxyTier``: the seed's high-availability tier, web servers and the balancer in front of them.
+
+What it builds, from the stack's ``loadBalancer``:
+
+- per web server (backends and backups), the step that gives the guest httpd and a page naming it
+  (``haproxy_web``), wired to the guest's component when that type has one, and rendered all the
+  same when it does not yet (the step then simply waits for the guest to answer on SSH);
+- on the balancer's node: ``haproxy-install`` (packages, loopback syslog, httpd off the balancer's
+  ports, SELinux, firewall), then ``haproxy-config`` (haproxy.cfg and the certificate, checked with
+  ``haproxy -c`` before they replace anything, then a reload). The config step is secret: it
+  carries the stats password (and the TLS key).
+
+The rendered text comes from ``haproxy_config``/``haproxy_web`` (pure), which tests and the
+benchmark call directly.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_tls as tls
+
+from .artifacts import RenderedFiles
+from .connection import connection_for
+from .haproxy_config import (
+    CERT_DIR,
+    CERT_FILE,
+    CONFIG_PATH,
+    HTTPD_MOVES,
+    RSYSLOG_PATH,
+    TMPFILES_PATH,
+    balancer_ports,
+    frontend_url,
+    render_haproxy_cfg,
+    render_rsyslog_conf,
+    render_tmpfiles_conf,
+    stats_url,
+)
+from .haproxy_web import WebServerStep, web_server_steps
+from .model import DockerGuest, Fleet, LoadBalancer
+from .osfamily import os_family
+from .remote_step import RemoteStep
+from .secrets import Secrets
+from .steps import RemoteFile, RenderedStep, render_step
+
+
+def node_os_family(lb: LoadBalancer, fleet: Fleet) -> str:
+    host = next((h for h in fleet.hosts if h.name == lb.node), None)
+    return host.os_family if host is not None else fleet.guest(lb.node).os_family
+
+
+def render_install_step(lb: LoadBalancer, fleet: Fleet) -> RenderedStep:
+    """``haproxy-install`` on the node (pure; no secret in it)."""
+    ports = set(balancer_ports(lb))
+    return render_step(
+        lb.node,
+        "haproxy-install",
+        "haproxy-install",
+        files=[RemoteFile(RSYSLOG_PATH, render_rsyslog_conf()), RemoteFile(TMPFILES_PATH, render_tmpfiles_conf())],
+        lock=True,  # the package manager, firewall and SELinux policy
+        package_manager=os_family(node_os_family(lb, fleet)).package_manager,
+        socket_dir="/run/haproxy",
+        tmpfiles=TMPFILES_PATH,
+        rsyslog_conf=RSYSLOG_PATH,
+        httpd_moves=sorted((old, new) for old, new in HTTPD_MOVES.items() if old in ports),
+        firewall_ports=[f"{p}/tcp" for p in sorted(ports)],
+    )
+
+
+def render_config_step(
+    lb: LoadBalancer, fleet: Fleet, *, stats_password: str | None, certificate_pem: str | None
+) -> RenderedStep:
+    """``haproxy-config`` on the node (pure). Its text holds the stats password: keep it secret.
+
+    The files travel inside the script as candidates and are installed only after ``haproxy -c``
+    accepted them; ``files`` of the returned step still lists them under their real paths, so the
+    plan shows /etc/haproxy/haproxy.cfg.
+    """
+    files = [RemoteFile(CONFIG_PATH, render_haproxy_cfg(lb, fleet, stats_password=stats_password), 0o600)]
+    if lb.https.enabled:
+        if not certificate_pem:
+            raise ValueError("HTTPS is enabled, so the frontend needs a certificate")
+        files.append(RemoteFile(f"{CERT_DIR}/{CERT_FILE}", certificate_pem, 0o600))
+    step = render_step(
+        lb.node,
+        "haproxy-config",
+        "haproxy-config",
+        secret=True,
+        candidates=files,
+        has_cert=lb.https.enabled,
+        cert_file=CERT_FILE,
+    )
+    return RenderedStep(
+        step.machine, step.name, step.create, step.delete, tuple(files), step.lock, step.secret, step.digest
+    )
+
+
+class HaproxyTier(pulumi.ComponentResource):
+    """Type ``virtfleet:lb:HaproxyTier``.
+
+    Outputs: ``frontend_url``, ``stats_url``, ``stats_user``, ``stats_password`` (secret) and
+    ``haproxy_cfg`` (secret: the rendered configuration). ``docker_htdocs`` tells the Docker guest
+    component which host directory to mount as each httpd container's htdocs.
+    """
+
+    def __init__(
+        self,
+        lb: LoadBalancer,
+        *,
+        fleet: Fleet,
+        hosts: dict,
+        guests: dict,
+        secrets: Secrets,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("virtfleet:lb:HaproxyTier", "haproxy-tier", None, opts)
+        self.web_servers: dict[str, RemoteStep] = {}
+        self.docker_htdocs: dict[str, str] = {}
+        for web in web_server_steps(lb, fleet):
+            self.web_servers[web.guest.name] = self._web_server(web, fleet, hosts, guests, secrets)
+
+        connection, ready = self._node_access(lb, fleet, hosts, guests, secrets)
+        install = RemoteStep(
+            render_install_step(lb, fleet),
+            machine=lb.node,
+            name="haproxy-install",
+            connection=connection,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=ready),
+        )
+        password = secrets.stats_password if lb.stats.enabled else None
+        certificate = self._certificate(lb, fleet, secrets) if lb.https.enabled else None
+        step = pulumi.Output.all(password, certificate).apply(
+            lambda values: render_config_step(lb, fleet, stats_password=values[0], certificate_pem=values[1])
+        )
+        self.config_step = RemoteStep(
+            step,
+            machine=lb.node,
+            name="haproxy-config",
+            connection=connection,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[install]),
+        )
+        self.haproxy_cfg = pulumi.Output.secret(step.apply(lambda s: s.files[0].content))
+        self.frontend_url = pulumi.Output.from_input(frontend_url(lb, fleet))
+        self.stats_url = pulumi.Output.from_input(stats_url(lb, fleet))
+        self.stats_user = pulumi.Output.from_input(lb.stats.user if lb.stats.enabled else None)
+        self.stats_password = pulumi.Output.secret(password) if password is not None else None
+        self.register_outputs(
+            {
+                "frontendUrl": self.frontend_url,
+                "statsUrl": self.stats_url,
+                "statsUser": self.stats_user,
+                "statsPassword": self.stats_password,
+                "haproxyCfg": self.haproxy_cfg,
+            }
+        )
+
+    def _web_server(self, web: WebServerStep, fleet: Fleet, hosts: dict, guests: dict, secrets: Secrets) -> RemoteStep:
+        guest = web.guest
+        depends_on: list[pulumi.Resource] = [guests[guest.name]] if guest.name in guests else []
+        if web.over_ssh_to_guest:
+            connection = connection_for(fleet, fleet.machine_address(guest.name), 22, None, secrets.ssh)
+        else:
+            host = hosts[guest.host]
+            connection = host.connection
+            depends_on += host.ready
+            # The files reach the guest through its host (vzctl exec, a bind mount): record them
+            # under the guest's own name so the plan shows what the guest serves.
+            RenderedFiles(
+                f"{guest.name}-webserver-files",
+                machine=guest.name,
+                files={f.path: f.content for f in web.files},
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        if isinstance(guest, DockerGuest):
+            self.docker_htdocs[guest.name] = web.step.files[0].path.rsplit("/", 1)[0]
+            if not guest.image.split("/")[-1].startswith("httpd"):
+                pulumi.log.warn(
+                    f"web server {guest.name}: image {guest.image} is not an httpd image; "
+                    f"the tier's page is laid out for httpd's htdocs",
+                    resource=self,
+                )
+        return RemoteStep(
+            web.step,
+            machine=web.runs_on,
+            name=web.step.name,
+            connection=connection,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+        )
+
+    def _node_access(self, lb: LoadBalancer, fleet: Fleet, hosts: dict, guests: dict, secrets: Secrets):
+        """SSH to the balancer's node and what must exist first: a host's ready steps or the guest."""
+        if lb.node in hosts:
+            return hosts[lb.node].connection, list(hosts[lb.node].ready)
+        guest = fleet.guest(lb.node)
+        if isinstance(guest, DockerGuest):
+            pulumi.log.warn(
+                f"balancer node {guest.name} is a docker guest; the tier reaches it over SSH, "
+                "which an httpd/haproxy image does not run",
+                resource=self,
+            )
+        connection = connection_for(fleet, fleet.machine_address(guest.name), 22, None, secrets.ssh)
+        return connection, [guests[guest.name]] if guest.name in guests else []
+
+    def _certificate(self, lb: LoadBalancer, fleet: Fleet, secrets: Secrets) -> pulumi.Output[str]:
+        """PEM chain + key: ``virtfleet:tlsCertificate``, or a self-signed one from pulumi-tls."""
+        if secrets.tls_certificate is not None:
+            return secrets.tls_certificate
+        name = lb.https.common_name or f"{lb.node}.{fleet.domain}"
+        child = pulumi.ResourceOptions(parent=self)
+        key = tls.PrivateKey("haproxy-frontend-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+        cert = tls.SelfSignedCert(
+            "haproxy-frontend-cert",
+            private_key_pem=key.private_key_pem,
+            subject=tls.SelfSignedCertSubjectArgs(common_name=name),
+            dns_names=[name],
+            ip_addresses=[] if lb.frontend.address.is_unspecified else [str(lb.frontend.address)],
+            validity_period_hours=24 * 365,
+            early_renewal_hours=24 * 30,
+            allowed_uses=["key_encipherment", "digital_signature", "server_auth"],
+            opts=child,
+        )
+        return pulumi.Output.secret(pulumi.Output.concat(cert.cert_pem, key.private_key_pem))

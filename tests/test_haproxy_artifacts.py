@@ -1,0 +1,193 @@
+"""L2/L3: the HAProxy tier as every stack plans it, each artifact checked by its real tool.
+
+L2: what the program registers (the tier, its steps, their order, secrecy, outputs). L3: ``haproxy -c``
+on every stack's rendered haproxy.cfg (and an HTTPS variant with a real certificate),
+``rsyslogd -N1`` on the syslog snippet, ``shellcheck`` on every script the tier renders.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import STACKS
+from support.tools import require_tool
+
+from components.haproxy_config import render_haproxy_cfg, render_rsyslog_conf
+from components.haproxy_tier import render_config_step, render_install_step
+from components.haproxy_web import web_server_steps
+from plan.mocks import SECRET_MARK, placeholder
+from plan.run import load_stack, run_program
+from plan.write import machine_files
+
+TIER = "virtfleet:lb:HaproxyTier"
+STEP = "virtfleet:remote:RemoteStep"
+NASTY_PASSWORD = "pa ss'w\"o$rd#1\\"
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def planned(request):
+    config, fleet = load_stack(request.param)
+    rec = run_program(config)
+    return fleet, rec, machine_files(rec)
+
+
+def tier_scripts(files: dict[str, str]) -> dict[str, str]:
+    """Every script the tier renders in a stack: its steps, and the inner script of OpenVZ guests."""
+    return {
+        path: text
+        for path, text in files.items()
+        if ("/steps/haproxy-" in path or "/steps/webserver-" in path or path.endswith("/webserver-httpd.sh"))
+    }
+
+
+def https_variant(fleet):
+    lb = fleet.load_balancer
+    return lb.model_copy(update={"https": lb.https.model_copy(update={"enabled": True})})
+
+
+# -- L2 ---------------------------------------------------------------------------------------------
+
+
+def test_one_tier_whose_config_step_runs_after_the_install_step(planned):
+    fleet, rec, _ = planned
+    (tier,) = rec.of_type(TIER)
+    node = fleet.load_balancer.node
+    install = rec.named(f"{node}-haproxy-install", STEP)
+    config = rec.named(f"{node}-haproxy-config", STEP)
+    assert install.parent == config.parent == tier.urn
+    # Depending on a component means on its children; a component's children register only
+    # after it did, so the config step's command waits for the install step's command.
+    (install_command,) = [c for c in rec.children(install.urn) if c.type == "command:remote:Command"]
+    assert install_command.urn in config.dependencies
+
+
+def test_config_step_is_secret_and_its_text_masked(planned):
+    fleet, rec, _ = planned
+    config = rec.named(f"{fleet.load_balancer.node}-haproxy-config", STEP)
+    assert config.inputs["secret"] is True
+    masked = config.masked_inputs()
+    assert masked["createScript"] == SECRET_MARK and masked["files"] == SECRET_MARK
+    (command,) = [c for c in rec.children(config.urn) if c.type == "command:remote:Command"]
+    assert command.masked_inputs()["create"] == SECRET_MARK
+    assert command.inputs["logging"] == "none"
+
+
+def test_planned_config_is_the_pure_render(planned):
+    """The plan writes the node's haproxy.cfg, and it is exactly what tests and the benchmark run."""
+    fleet, _, files = planned
+    lb = fleet.load_balancer
+    expected = render_haproxy_cfg(lb, fleet, stats_password=placeholder("random-password"))
+    assert files[f"{lb.node}/etc/haproxy/haproxy.cfg"] == expected
+    assert files[f"{lb.node}/etc/rsyslog.d/haproxy.conf"] == render_rsyslog_conf()
+
+
+def test_every_web_server_gets_its_named_page(planned):
+    fleet, _, files = planned
+    lb = fleet.load_balancer
+    for name in (*lb.backends, *lb.backups):
+        guest = fleet.guest(name)
+        docroot = "/usr/local/apache2/htdocs" if guest.type == "docker" else "/var/www/html"
+        page = files[f"{name}{docroot}/index.html"]
+        assert f"<h1>{name}</h1>" in page
+        runs_on = name if guest.type in ("kvm", "xen", "virtualbox") else guest.host
+        step_name = "webserver-httpd" if runs_on == name else f"webserver-{name}"
+        assert f"{runs_on}/steps/{step_name}.create.sh" in files
+
+
+def test_web_server_steps_wait_for_their_guest_component_when_it_exists(planned):
+    fleet, rec, _ = planned
+    guests = {r.name: r.urn for r in rec.resources if r.type.startswith("virtfleet:guest:")}
+    waited = 0
+    for web in web_server_steps(fleet.load_balancer, fleet):
+        step = rec.named(f"{web.runs_on}-{web.step.name}", STEP)
+        if web.guest.name in guests:
+            children = {r.urn for r in rec.children(guests[web.guest.name]) if r.custom}
+            assert children and children <= set(step.dependencies), web.guest.name
+            waited += 1
+    assert waited or not guests
+
+
+def test_outputs_name_the_frontend_and_stats(planned):
+    fleet, rec, _ = planned
+    lb = fleet.load_balancer
+    assert rec.outputs["frontendUrl"] == f"http://{lb.frontend.address}/"
+    assert rec.outputs["statsUrl"].endswith(f":{lb.stats_bind.port}{lb.stats.uri}")
+    assert rec.outputs["statsUser"] == lb.stats.user
+
+
+# -- L3 ---------------------------------------------------------------------------------------------
+
+
+def haproxy_check(tmp_path: Path, text: str) -> subprocess.CompletedProcess:
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(text)
+    return subprocess.run([require_tool("haproxy"), "-c", "-f", str(cfg)], capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.real
+def test_haproxy_accepts_every_stacks_config(planned, tmp_path):
+    fleet, _, files = planned
+    result = haproxy_check(tmp_path, files[f"{fleet.load_balancer.node}/etc/haproxy/haproxy.cfg"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[WARNING]" not in result.stdout + result.stderr
+
+
+@pytest.mark.real
+def test_haproxy_accepts_a_password_with_every_metacharacter(tmp_path):
+    _, fleet = load_stack("prod")
+    result = haproxy_check(tmp_path, render_haproxy_cfg(fleet.load_balancer, fleet, stats_password=NASTY_PASSWORD))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.real
+def test_haproxy_accepts_the_https_config_with_a_real_certificate(tmp_path):
+    """HTTPS as the config step checks it: the candidate certificate under a rewritten crt-base."""
+    openssl = require_tool("openssl")
+    _, fleet = load_stack("prod")
+    lb = https_variant(fleet)
+    args = "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=haproxy.packt.co.uk -days 1"
+    keys = ["-keyout", str(tmp_path / "k.pem"), "-out", str(tmp_path / "c.pem")]
+    subprocess.run([openssl, *args.split(), *keys], check=True, capture_output=True, timeout=30)
+    pem = (tmp_path / "c.pem").read_text() + (tmp_path / "k.pem").read_text()
+    step = render_config_step(lb, fleet, stats_password="x", certificate_pem=pem)
+    cfg = step.files[0].content
+    assert "bind 10.0.0.10:443 ssl crt frontend.pem" in cfg
+    assert "http-request redirect scheme https code 301 unless { ssl_fc }" in cfg
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "frontend.pem").write_text(step.files[1].content)
+    cfg = cfg.replace("    crt-base /etc/haproxy/certs", f"    crt-base {tmp_path / 'certs'}")
+    result = haproxy_check(tmp_path, cfg)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.real
+def test_rsyslog_accepts_the_snippet(tmp_path):
+    rsyslogd = require_tool("rsyslogd")
+    (tmp_path / "spool").mkdir()
+    conf = tmp_path / "rsyslog.conf"
+    conf.write_text(f'global(workDirectory="{tmp_path / "spool"}")\n{render_rsyslog_conf()}')
+    result = subprocess.run([rsyslogd, "-N1", "-f", str(conf)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "error" not in (result.stdout + result.stderr).lower()
+
+
+@pytest.mark.real
+def test_shellcheck_passes_every_tier_script(planned, tmp_path):
+    shellcheck = require_tool("shellcheck")
+    fleet, _, files = planned
+    scripts = tier_scripts(files)
+    https = https_variant(fleet)
+    scripts["https/haproxy-config.create.sh"] = render_config_step(
+        https, fleet, stats_password="x", certificate_pem="PEM"
+    ).create
+    scripts["https/haproxy-install.create.sh"] = render_install_step(https, fleet).create
+    assert any("haproxy-config.create" in p for p in scripts) and any("webserver-" in p for p in scripts)
+    paths = []
+    for i, (name, text) in enumerate(sorted(scripts.items())):
+        path = tmp_path / f"{i}-{Path(name).name}"
+        path.write_text(text)
+        paths.append(str(path))
+    result = subprocess.run([shellcheck, "-s", "bash", *paths], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout

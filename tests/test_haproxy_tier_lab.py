@@ -1,0 +1,155 @@
+"""L4: the prod stack's HAProxy tier for real, with the stack's own addresses, inside network namespaces.
+
+Debian's haproxy runs the prod stack's rendered haproxy.cfg unchanged (rendered by the same pure
+function the component uses, with a test password full of metacharacters instead of the secret),
+rsyslogd runs the rendered snippet unchanged, and real nginx web servers (tests/support/netlab)
+stand in for the guests' httpd at 10.0.0.11-13 and 10.0.0.20; the client is 10.0.0.50. Nothing
+leaves the lab's namespaces. Bounded: about 30 s in all, no timing assertions.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from support.netlab import NetLab, new_prefix, wait_until
+
+from components.haproxy_config import render_haproxy_cfg, render_rsyslog_conf
+from plan.run import load_stack
+
+pytestmark = pytest.mark.real
+
+PASSWORD = "t3st pa'ss\"$w#rd\\"
+ACTIVE = ("webserver1", "webserver2", "webserver3")
+BACKUP = "backupwebserver"
+STATE_TIMEOUT_S = 8.0  # checks every 1 s, fall 2 / rise 2: a state change shows within ~3 s
+
+
+class Tier:
+    def __init__(self, lab, fleet):
+        self.lab = lab
+        self.lb_model = fleet.load_balancer
+        self.frontend = "http://10.0.0.10/"
+        self.stats = f"http://10.0.0.10:{self.lb_model.stats_bind.port}{self.lb_model.stats.uri}"
+        self.lb = lab.machines["haproxy"]
+        self.client = lab.machines["client"]
+        self.web = {name: lab.machines[name] for name in (*ACTIVE, BACKUP)}
+
+    def stat_rows(self) -> list[dict[str, str]]:
+        text = self.lb.haproxy_command("show stat").lstrip("# ")
+        return [row for row in csv.DictReader(io.StringIO(text)) if row["pxname"] == "webservers"]
+
+    def states(self) -> dict[str, str]:
+        return {row["svname"]: row["status"].split()[0] for row in self.stat_rows()}
+
+    def await_states(self, wanted: dict[str, str]) -> None:
+        ok = wait_until(lambda: all(self.states().get(k) == v for k, v in wanted.items()), STATE_TIMEOUT_S, 0.2)
+        assert ok, f"wanted {wanted}, haproxy reports {self.states()}"
+
+
+@pytest.fixture(scope="module")
+def tier():
+    _, fleet = load_stack("prod")
+    lb = fleet.load_balancer
+    cfg = render_haproxy_cfg(lb, fleet, stats_password=PASSWORD)
+    with NetLab(new_prefix(), "10.0.0.0/24") as lab:
+        for name in (*lb.backends, *lb.backups, lb.node):
+            lab.add_machine(name, [f"{fleet.machine_address(name)}/24"])
+        lab.add_machine("client", ["10.0.0.50/24"])
+        for name in (*lb.backends, *lb.backups):
+            lab.machines[name].serve_http(port=lb.backend_port, name=name)
+        node = lab.machines[lb.node]
+        node.run_rsyslog(render_rsyslog_conf())
+        node.run_haproxy(cfg)
+        t = Tier(lab, fleet)
+        t.await_states({name: "UP" for name in ACTIVE})
+        yield t
+
+
+def test_the_lab_runs_the_prod_stacks_addresses(tier):
+    assert [tier.web[n].ip for n in ACTIVE] == ["10.0.0.11", "10.0.0.12", "10.0.0.13"]
+    assert tier.web[BACKUP].ip == "10.0.0.20" and tier.lb.ip == "10.0.0.10"
+
+
+def test_requests_spread_round_robin(tier):
+    responses = [tier.client.http_get(tier.frontend) for _ in range(9)]
+    assert [r.status for r in responses] == [200] * 9, responses
+    assert Counter(r.served_by for r in responses) == {name: 3 for name in ACTIVE}
+    # Round robin: three consecutive requests hit three different servers.
+    assert len({r.served_by for r in responses[:3]}) == 3
+
+
+def test_the_sticky_cookie_pins_a_client(tier, tmp_path):
+    jar = tmp_path / "cookies"
+    first = tier.client.http_get(tier.frontend, cookie_jar=jar)
+    cookie = tier.lb_model.sticky_cookie
+    assert first.cookies.get(cookie) == first.served_by in ACTIVE
+    again = [tier.client.http_get(tier.frontend, cookie_jar=jar) for _ in range(6)]
+    assert {r.served_by for r in again} == {first.served_by}
+    # nocache + indirect: the server never sees the cookie, the client is not told it again.
+    assert all(cookie not in r.cookies for r in again)
+
+
+def test_the_backend_sees_forwarded_for_and_proto(tier):
+    plain = tier.client.http_get(tier.frontend)
+    assert plain.headers["x-seen-xff"] == "10.0.0.50"
+    assert plain.headers["x-seen-xfp"] == "http"
+    spoofed = tier.client.http_get(tier.frontend, headers={"X-Forwarded-For": "203.0.113.9"})
+    assert spoofed.headers["x-seen-xff"] == "10.0.0.50", "a client-supplied X-Forwarded-For must not pass"
+
+
+def test_the_stats_page_needs_the_credentials(tier):
+    anonymous = tier.client.http_get(tier.stats)
+    assert anonymous.status == 401
+    assert 'realm="HAProxy Statistics"' in anonymous.headers["www-authenticate"]
+    wrong = tier.client.http_get(tier.stats, auth=(tier.lb_model.stats.user, "wrong"))
+    assert wrong.status == 401
+    good = tier.client.http_get(tier.stats, auth=(tier.lb_model.stats.user, PASSWORD))
+    assert good.status == 200
+    assert "Statistics Report" in good.body and "webserver1" in good.body
+    version = subprocess.run(["haproxy", "-v"], capture_output=True, text=True, timeout=10).stdout.split()[2]
+    assert version not in good.body, "stats hide-version"
+
+
+def test_requests_are_logged_through_rsyslog(tier):
+    assert tier.client.http_get(tier.frontend).status == 200
+    line = tier.lb.wait_for_log(r"www webservers/webserver\d ")
+    assert "GET / HTTP/1.1" in line
+
+
+def test_killing_an_active_server_under_load_fails_no_request(tier):
+    victim = tier.web["webserver2"]
+    with ThreadPoolExecutor(1) as pool:
+        load = pool.submit(tier.client.wrk, tier.frontend, 6, 16)
+        time.sleep(2)
+        victim.stop_http(kill=True)
+        result = load.result(timeout=30)
+    try:
+        tier.await_states({"webserver2": "DOWN"})
+        retried = sum(int(row["wretr"] or 0) + int(row["wredis"] or 0) for row in tier.stat_rows())
+    finally:
+        victim.start_http()
+    assert result.requests > 1000, result.raw
+    assert result.failures == 0, result.raw
+    assert retried > 0, "the kill must have hit requests, which haproxy retried elsewhere"
+    tier.await_states({name: "UP" for name in ACTIVE})
+
+
+def test_the_backup_serves_only_while_every_active_server_is_down(tier):
+    for name in ACTIVE:
+        tier.web[name].stop_http()
+    try:
+        tier.await_states({name: "DOWN" for name in ACTIVE})
+        during = [tier.client.http_get(tier.frontend) for _ in range(4)]
+        assert [(r.status, r.served_by) for r in during] == [(200, BACKUP)] * 4
+    finally:
+        for name in ACTIVE:
+            tier.web[name].start_http()
+    tier.await_states({name: "UP" for name in ACTIVE})
+    after = [tier.client.http_get(tier.frontend) for _ in range(6)]
+    assert Counter(r.served_by for r in after) == {name: 2 for name in ACTIVE}
