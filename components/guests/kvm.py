@@ -68,15 +68,21 @@ class KvmGuest(pulumi.ComponentResource):
 
         disk_opts = pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(retain_on_delete=guest.retain_disk))
         boot: dict = {}
+        base = None
+        if not guest.uses_installer:
+            url = str(guest.image.url) if guest.image and guest.image.url else family.cloud_image
+            base = images.volume(host, url)
+        # The guest's own disk: empty for the installer, a qcow2 overlay on the shared base image otherwise.
+        disk = libvirt.Volume(
+            f"{guest.name}-disk",
+            name=f"{guest.name}.qcow2",
+            pool=POOL,
+            format="qcow2",
+            size=guest.disk_gib * GIB,
+            base_volume_id=base.id if base is not None else None,
+            opts=disk_opts,
+        )
         if guest.uses_installer:
-            disk = libvirt.Volume(
-                f"{guest.name}-disk",
-                name=f"{guest.name}.qcow2",
-                pool=POOL,
-                format="qcow2",
-                size=guest.disk_gib * GIB,
-                opts=disk_opts,
-            )
             kickstart = context.secrets.root_password.apply(
                 lambda password: render_kickstart(
                     guest, fleet, bridge, family, root_password_hash(guest.name, password)
@@ -91,17 +97,6 @@ class KvmGuest(pulumi.ComponentResource):
             boot = {"kernel": kernel.id, "initrd": initrd.id, "cmdlines": installer_cmdline(guest, fleet, bridge)}
             boot_deps = [kernel, initrd]
         else:
-            url = str(guest.image.url) if guest.image and guest.image.url else family.cloud_image
-            base = images.volume(host, url)
-            disk = libvirt.Volume(
-                f"{guest.name}-disk",
-                name=f"{guest.name}.qcow2",
-                pool=POOL,
-                format="qcow2",
-                size=guest.disk_gib * GIB,
-                base_volume_id=base.id,
-                opts=disk_opts,
-            )
             user_data = render_user_data(guest, fleet)
             network_config = render_network_config(guest, bridge, fleet)
             meta_data = render_meta_data(guest, user_data, network_config)
