@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import copy
+from functools import cache
 
 import pytest
 import yaml
 
-from plan.run import ROOT
+from plan.run import ROOT, load_stack, run_program
 
 STACKS = ("dev", "staging", "prod")
 
@@ -21,3 +22,15 @@ def stack_values(stack: str) -> dict:
 @pytest.fixture
 def prod_values() -> dict:
     return copy.deepcopy(stack_values("prod"))
+
+
+@cache
+def recording(stack: str):
+    """(fleet, Recording) of a committed stack under the recording mocks, run once per test session."""
+    config, fleet = load_stack(stack)
+    return fleet, run_program(config)
+
+
+@pytest.fixture(params=STACKS)
+def recorded(request):
+    return recording(request.param)

@@ -11,14 +11,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import STACKS
 from support.tools import require_tool
 
 from components.haproxy_config import render_haproxy_cfg, render_rsyslog_conf
 from components.haproxy_tier import render_config_step, render_install_step
 from components.haproxy_web import web_server_steps
 from plan.mocks import SECRET_MARK, placeholder
-from plan.run import load_stack, run_program
+from plan.run import load_stack
 from plan.write import machine_files
 
 TIER = "virtfleet:lb:HaproxyTier"
@@ -26,10 +25,9 @@ STEP = "virtfleet:remote:RemoteStep"
 NASTY_PASSWORD = "pa ss'w\"o$rd#1\\"
 
 
-@pytest.fixture(scope="module", params=STACKS)
-def planned(request):
-    config, fleet = load_stack(request.param)
-    rec = run_program(config)
+@pytest.fixture
+def planned(recorded):
+    fleet, rec = recorded
     return fleet, rec, machine_files(rec)
 
 

@@ -7,9 +7,6 @@ import json
 from itertools import pairwise
 from urllib.parse import parse_qs, urlsplit
 
-import pytest
-from conftest import STACKS
-
 from components.hosts.host_steps import host_steps
 from components.hosts.roles import host_sysctls, role_setup
 from components.model import Role
@@ -18,12 +15,6 @@ from plan.run import load_stack, run_program
 HOST = "virtfleet:host:HypervisorHost"
 STEP = "virtfleet:remote:RemoteStep"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRlc3Qta2V5LW5vdC1yZWFsLWJ1dC13ZWxsLWZvcm1lZA"
-
-
-@pytest.fixture(scope="module", params=STACKS)
-def recorded(request):
-    config, fleet = load_stack(request.param)
-    return fleet, run_program(config)
 
 
 def _host_steps(rec, host: str) -> dict[str, object]:

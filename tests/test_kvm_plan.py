@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 import pytest
+from conftest import STACKS, recording
 
 from components.guests.kvm_seed import KICKSTART_ON_SEED, guest_mac
 from components.model import KvmGuest as KvmGuestModel
@@ -17,14 +18,9 @@ SEED = "libvirt:index/cloudInitDisk:CloudInitDisk"
 STEP = "virtfleet:remote:RemoteStep"
 
 
-def _run(stack: str):
-    config, fleet = load_stack(stack)
-    return fleet, run_program(config)
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture
 def runs():
-    return {stack: _run(stack) for stack in ("dev", "staging", "prod")}
+    return {stack: recording(stack) for stack in STACKS}
 
 
 @pytest.fixture(scope="module")

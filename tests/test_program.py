@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import yaml
-from conftest import STACKS
 
 from plan.mocks import SECRET_MARK
-from plan.run import ROOT, StackConfig, load_stack, read_stack_file, run_program
+from plan.run import ROOT, StackConfig, read_stack_file, run_program
 from plan.write import machine_files, plan_document
-
-
-@pytest.fixture(scope="module", params=STACKS)
-def recorded(request):
-    config, fleet = load_stack(request.param)
-    return fleet, run_program(config)
 
 
 def test_one_hypervisor_host_per_host(recorded):
