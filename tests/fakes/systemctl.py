@@ -98,17 +98,19 @@ def enable(state: dict, verb: str, units: list[str], *, now: bool, quiet: bool, 
         if verb == "enable" and s["masked"]:
             fakelib.fail(f"Failed to enable unit: Unit file /etc/systemd/system/{unit} is masked.")
         if s["enabled"] != (verb == "enable") and not quiet:
-            link, vendor = wants_link(unit), f"/usr/lib/systemd/system/{unit}"
-            if verb == "enable":
-                fakelib.err(
-                    f"Created symlink from {link} to {vendor}." if el7 else f"Created symlink {link} → {vendor}."
-                )
-            else:
-                fakelib.err(f"Removed symlink {link}." if el7 else f'Removed "{link}".')
+            report_symlink(verb == "enable", wants_link(unit), f"/usr/lib/systemd/system/{unit}", el7=el7)
         s["enabled"] = verb == "enable"
     if now:
         return change_run_state(state, "start" if verb == "enable" else "stop", units, now=False, quiet=quiet, el7=el7)
     return 0
+
+
+def report_symlink(created: bool, link: str, target: str, *, el7: bool) -> None:
+    """What systemctl prints when enable/disable/mask/unmask changes a symlink (EL7 and EL9 wording)."""
+    if created:
+        fakelib.err(f"Created symlink from {link} to {target}." if el7 else f"Created symlink {link} → {target}.")
+    else:
+        fakelib.err(f"Removed symlink {link}." if el7 else f'Removed "{link}".')
 
 
 def mask(state: dict, verb: str, units: list[str], *, now: bool, quiet: bool, el7: bool) -> int:
@@ -116,12 +118,7 @@ def mask(state: dict, verb: str, units: list[str], *, now: bool, quiet: bool, el
         s = unit_state(state, unit)
         path = f"/etc/systemd/system/{unit}"
         if s["masked"] != (verb == "mask") and not quiet:
-            if verb == "mask":
-                fakelib.err(
-                    f"Created symlink from {path} to /dev/null." if el7 else f"Created symlink {path} → /dev/null."
-                )
-            else:
-                fakelib.err(f"Removed symlink {path}." if el7 else f'Removed "{path}".')
+            report_symlink(verb == "mask", path, "/dev/null", el7=el7)
         s["masked"] = verb == "mask"
         if now and verb == "mask":
             s["active"] = False
