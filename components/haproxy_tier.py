@@ -72,25 +72,22 @@ def render_config_step(
     """``haproxy-config`` on the node (pure). Its text holds the stats password: keep it secret.
 
     The files travel inside the script as candidates and are installed only after ``haproxy -c``
-    accepted them; ``files`` of the returned step still lists them under their real paths, so the
-    plan shows /etc/haproxy/haproxy.cfg.
+    accepted them (``install_files=False``).
     """
     files = [RemoteFile(CONFIG_PATH, render_haproxy_cfg(lb, fleet, stats_password=stats_password), 0o600)]
     if lb.https.enabled:
         if not certificate_pem:
             raise ValueError("HTTPS is enabled, so the frontend needs a certificate")
         files.append(RemoteFile(f"{CERT_DIR}/{CERT_FILE}", certificate_pem, 0o600))
-    step = render_step(
+    return render_step(
         lb.node,
         "haproxy-config",
         "haproxy-config",
+        files=files,
         secret=True,
-        candidates=files,
+        install_files=False,  # installed by the script, after haproxy -c accepts them
         has_cert=lb.https.enabled,
         cert_file=CERT_FILE,
-    )
-    return RenderedStep(
-        step.machine, step.name, step.create, step.delete, tuple(files), step.lock, step.secret, step.digest
     )
 
 

@@ -60,9 +60,14 @@ def render_step(
     files: Sequence[RemoteFile] = (),
     lock: bool = False,
     secret: bool = False,
+    install_files: bool = True,
     **context: Any,
 ) -> RenderedStep:
-    """Render the create and delete scripts of step ``name`` for ``machine``."""
+    """Render the create and delete scripts of step ``name`` for ``machine``.
+
+    ``install_files=False``: the frame only stages ``files`` as ``$vf_candidates/<n>`` and the
+    step's own script checks them (``haproxy -c``, say) before it installs them.
+    """
     files = tuple(files)
     content_digest = digest(
         template,
@@ -80,6 +85,7 @@ def render_step(
             lock=lock,
             files=files,
             embed_files=secret,
+            install_files=install_files,
             staging=f"{STAGING}/{machine}/{name}",
             digest=content_digest,
             **context,
