@@ -336,3 +336,16 @@ def test_virsh_power_states_follow_the_qemu_driver(sshd: LoopbackSshd) -> None:
     assert resume.stdout == "Domain 'web1' resumed\n\n"
     assert resume_again.returncode == 1 and "domain is already running" in resume_again.stderr
     assert (missing.returncode, missing.stderr) == (1, "error: failed to get domain 'nope'\n")
+
+
+def test_docker_answers_only_while_its_engine_runs(sshd: LoopbackSshd) -> None:
+    down, install, up, unknown = sshd.run_each([
+        "docker version --format '{{.Server.Version}}'",
+        "dnf install -y -q docker-ce && systemctl enable --now docker",
+        "docker version --format '{{.Server.Version}}'",
+        "docker run hello-world",
+    ])  # fmt: skip
+    assert down.returncode == 1 and "Cannot connect to the Docker daemon" in down.stderr
+    assert install.returncode == 0, install.stderr
+    assert (up.returncode, up.stdout) == (0, "26.1.3\n")
+    assert unknown.returncode == 1 and "is not a docker command" in unknown.stderr

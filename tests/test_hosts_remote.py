@@ -5,8 +5,8 @@ The exact ``create``/``delete`` strings of the Command resources run through a r
 ``eth0`` (a veth end) carries e.g. 10.0.0.2/24 and its peer namespace is the gateway 10.0.0.1.
 So sysctl and bridge steps change a real kernel (in the namespace); the package manager,
 systemd, SELinux, firewalld, hostnamectl, grubby and nmcli are the stateful fakes of
-``tests/fakes`` (Xen, OpenVZ and VirtualBox kernels cannot run here). ``docker`` is a stub in this
-file that answers only while the fake systemd says docker.service runs.
+``tests/fakes`` (Xen, OpenVZ and VirtualBox kernels cannot run here; ``docker`` answers only while
+the fake systemd runs docker.service).
 """
 
 from __future__ import annotations
@@ -25,11 +25,6 @@ from plan.run import load_stack, run_program
 
 pytestmark = pytest.mark.real
 RELEASES = {"el7": "CentOS Linux release 7.9.2009 (Core)\n", "el9": "CentOS Stream release 9\n"}
-DOCKER_STUB = """#!/bin/bash
-# test stub: the engine answers while the fake systemd runs docker.service
-systemctl is-active --quiet docker || { echo "Cannot connect to the Docker daemon" >&2; exit 1; }
-echo 26.1.3
-"""
 CPU_VIRT = subprocess.run(["grep", "-Ewq", "vmx|svm", "/proc/cpuinfo"], check=False).returncode == 0
 
 
@@ -103,26 +98,23 @@ CASES = [("prod", "kvm1"), ("prod", "xen1"), ("prod", "ovz1"), ("prod", "vbox1")
          ("dev", "devbox")]
 
 
-def test_host_steps_converge_and_undo_over_ssh(stacks, tmp_path):
+def test_host_steps_converge_and_undo_over_ssh(stacks):
     """All six hosts at once (each in its own namespaces and view): the fakes are mostly waiting
     on Python start-up, so running hosts side by side keeps the suite fast."""
     require_root()
     require_tool("ping")
     with ThreadPoolExecutor(len(CASES)) as pool:
-        futures = {host: pool.submit(converge_and_undo, *stacks[stack], host, tmp_path / host)
+        futures = {host: pool.submit(converge_and_undo, *stacks[stack], host)
                    for stack, host in CASES}
     failures = {host: f.exception() for host, f in futures.items() if f.exception() is not None}
     assert not failures, "\n\n".join(f"{host}: {exc!r}" for host, exc in failures.items())
 
 
-def converge_and_undo(fleet, rec, host_name: str, tmp_path) -> None:
-    tmp_path.mkdir()
+def converge_and_undo(fleet, rec, host_name: str) -> None:
     host = fleet.host(host_name)
     order = [s.name for s in host_steps(host, fleet)]
     commands = step_commands(rec, host_name)
-    (tmp_path / "docker").write_text(DOCKER_STUB)
-    (tmp_path / "docker").chmod(0o755)
-    with HostLab(host.bridges[0]) as lab, LoopbackSshd(netns=lab.ns, extra_path=[tmp_path]) as sshd:
+    with HostLab(host.bridges[0]) as lab, LoopbackSshd(netns=lab.ns) as sshd:
         sshd.upload(RELEASES[host.os_family], "/etc/redhat-release")
         for step in order:
             inputs, uploads = commands[step]
@@ -150,7 +142,7 @@ def converge_and_undo(fleet, rec, host_name: str, tmp_path) -> None:
         assert not lab.ip("link", "show", "dev", b.name, check=False)
 
 
-def test_parallel_locked_steps_serialize(stacks, tmp_path):
+def test_parallel_locked_steps_serialize(stacks):
     """Eight host-wide steps started at once on one host all succeed, one at a time."""
     require_root()
     require_tool("ping")
@@ -159,9 +151,7 @@ def test_parallel_locked_steps_serialize(stacks, tmp_path):
     commands = step_commands(rec, "docker1")
     locked = [s.name for s in host_steps(host, fleet) if s.lock]
     batch = (locked * 8)[:8]
-    (tmp_path / "docker").write_text(DOCKER_STUB)
-    (tmp_path / "docker").chmod(0o755)
-    with HostLab(host.bridges[0]) as lab, LoopbackSshd(netns=lab.ns, extra_path=[tmp_path]) as sshd:
+    with HostLab(host.bridges[0]) as lab, LoopbackSshd(netns=lab.ns) as sshd:
         sshd.upload(RELEASES[host.os_family], "/etc/redhat-release")
         for step in set(batch):
             for path, text in commands[step][1]:
