@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_random as random
+import pulumi_tls as tls
 
 from .connection import SshCredentials
 from .model import Fleet, KvmGuest
@@ -18,6 +19,9 @@ class Secrets:
     stats_password: pulumi.Output[str] | None
     root_password: pulumi.Output[str] | None
     tls_certificate: pulumi.Output[str] | None
+    # The public half of sshPrivateKey, authorized on guests so the key that reaches the hosts
+    # reaches the guests too; None with ssh.useAgent (then only ssh.authorizedKeys).
+    login_public_key: pulumi.Output[str] | None = None
 
 
 def _configured_or_generated(key: str, resource_name: str, length: int) -> pulumi.Output[str]:
@@ -28,15 +32,23 @@ def _configured_or_generated(key: str, resource_name: str, length: int) -> pulum
     return pulumi.Output.secret(generated.result)
 
 
+def public_key_of(private_key: pulumi.Output[str]) -> pulumi.Output[str]:
+    """The OpenSSH public key of an OpenSSH/PEM private key (pulumi-tls); a public key is no secret."""
+    derived = tls.get_public_key_output(private_key_openssh=private_key)
+    return pulumi.Output.unsecret(derived.public_key_openssh.apply(lambda key: key.strip()))
+
+
 def load_secrets(fleet: Fleet) -> Secrets:
     lb = fleet.load_balancer
+    private_key = None if fleet.ssh.use_agent else secret_config("sshPrivateKey")
     needs_root = any(isinstance(g, KvmGuest) and g.uses_installer for g in fleet.guests)
     return Secrets(
         # With ssh.useAgent, pulumi-command (and ssh for libvirt/docker) use $SSH_AUTH_SOCK.
-        ssh=SshCredentials(private_key=None if fleet.ssh.use_agent else secret_config("sshPrivateKey")),
+        ssh=SshCredentials(private_key=private_key),
         stats_password=_configured_or_generated("statsPassword", "stats-password", 24)
         if lb is not None and lb.stats.enabled
         else None,
         root_password=_configured_or_generated("rootPassword", "root-password", 24) if needs_root else None,
         tls_certificate=secret_config("tlsCertificate") if lb is not None and lb.https.enabled else None,
+        login_public_key=public_key_of(private_key) if private_key is not None else None,
     )

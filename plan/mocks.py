@@ -109,6 +109,15 @@ _COMPUTED: dict[str, dict[str, Any]] = {
 }
 
 
+# What data sources (invokes) return, per token.
+_INVOKED: dict[str, dict[str, Any]] = {
+    # A public key is no secret: the plan shows where the stack's login key goes, marked as planned.
+    "tls:index/getPublicKey:getPublicKey": {
+        "publicKeyOpenssh": "ssh-ed25519 AAAAPlannedPublicHalfOfSshPrivateKey plan",
+    },
+}
+
+
 class PlanMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         outputs = dict(args.inputs)
@@ -116,4 +125,4 @@ class PlanMocks(pulumi.runtime.Mocks):
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}
+        return _INVOKED.get(args.token, {})

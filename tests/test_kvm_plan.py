@@ -144,3 +144,17 @@ def test_stopped_guest_is_declared_not_running():
     values["guests"][0]["powerState"] = "stopped"
     rec = run_program(StackConfig("dev-stopped", values, set(config.secret_keys), list(config.placeholders)))
     assert rec.named(values["guests"][0]["name"], DOMAIN).inputs["running"] is False
+
+
+def test_the_stacks_login_key_is_authorized_on_guests(runs):
+    """Key-based stacks authorize the public half of sshPrivateKey; agent stacks warn instead."""
+    from plan.write import machine_files
+
+    _fleet, rec = runs["prod"]
+    files = machine_files(rec)
+    planned_key = "ssh-ed25519 AAAAPlannedPublicHalfOfSshPrivateKey plan"
+    assert planned_key in files["webserver1/cidata/user-data"]
+    assert planned_key in files["centos7guest/root/original-ks.cfg"]
+    _fleet, dev = runs["dev"]
+    assert any("nobody can log in over SSH" in w for w in dev.warnings)
+    assert not any("nobody can log in" in w for w in rec.warnings)

@@ -61,9 +61,15 @@ class KvmGuest(pulumi.ComponentResource):
         on_host = pulumi.ResourceOptions(parent=self, provider=host.libvirt_provider, depends_on=host.ready)
         images = context.kvm_images
 
-        if not fleet.ssh.authorized_keys:
+        # The stack's login key (public half of sshPrivateKey) plus ssh.authorizedKeys.
+        login_key = context.secrets.login_public_key
+        login_keys = (login_key.apply(lambda k: (k,)) if login_key is not None
+                      else pulumi.Output.from_input(()))  # fmt: skip
+        if login_key is None and not fleet.ssh.authorized_keys:
             pulumi.log.warn(
-                f"guest {guest.name}: ssh.authorizedKeys is empty; nobody can log in over SSH", resource=self
+                f"guest {guest.name}: ssh.useAgent is set and ssh.authorizedKeys is empty; "
+                "nobody can log in over SSH",
+                resource=self,
             )
 
         disk_opts = pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(retain_on_delete=guest.retain_disk))
@@ -83,9 +89,9 @@ class KvmGuest(pulumi.ComponentResource):
             opts=disk_opts,
         )
         if guest.uses_installer:
-            kickstart = context.secrets.root_password.apply(
-                lambda password: render_kickstart(
-                    guest, fleet, bridge, family, root_password_hash(guest.name, password)
+            kickstart = pulumi.Output.all(context.secrets.root_password, login_keys).apply(
+                lambda args: render_kickstart(
+                    guest, fleet, bridge, family, root_password_hash(guest.name, args[0]), args[1]
                 )
             )
             seed = libvirt.CloudInitDisk(
@@ -97,9 +103,9 @@ class KvmGuest(pulumi.ComponentResource):
             boot = {"kernel": kernel.id, "initrd": initrd.id, "cmdlines": installer_cmdline(guest, fleet, bridge)}
             boot_deps = [kernel, initrd]
         else:
-            user_data = render_user_data(guest, fleet)
+            user_data = login_keys.apply(lambda keys: render_user_data(guest, fleet, keys))
             network_config = render_network_config(guest, bridge, fleet)
-            meta_data = render_meta_data(guest, user_data, network_config)
+            meta_data = user_data.apply(lambda text: render_meta_data(guest, text, network_config))
             seed = libvirt.CloudInitDisk(
                 f"{guest.name}-seed",
                 name=f"{guest.name}-seed.iso",

@@ -62,13 +62,14 @@ def addressing(guest: KvmGuest, bridge: Bridge) -> GuestAddressing:
     )
 
 
-def render_user_data(guest: KvmGuest, fleet: Fleet) -> str:
+def render_user_data(guest: KvmGuest, fleet: Fleet, login_keys: tuple[str, ...] = ()) -> str:
+    """``login_keys``: public keys authorized besides ssh.authorizedKeys (the stack's own login key)."""
     return render(
         "cloud-init/user-data.j2",
         name=guest.name,
         fqdn=f"{guest.name}.{fleet.domain}",
         admin_user=fleet.ssh.user,
-        authorized_keys=fleet.ssh.authorized_keys,
+        authorized_keys=(*fleet.ssh.authorized_keys, *login_keys),
         packages=guest.packages,
         runcmd=guest.runcmd,
     )
@@ -95,7 +96,9 @@ def render_network_config(guest: KvmGuest, bridge: Bridge, fleet: Fleet) -> str:
     )
 
 
-def render_kickstart(guest: KvmGuest, fleet: Fleet, bridge: Bridge, family: OsFamily, root_hash: str) -> str:
+def render_kickstart(
+    guest: KvmGuest, fleet: Fleet, bridge: Bridge, family: OsFamily, root_hash: str, login_keys: tuple[str, ...] = ()
+) -> str:
     net = addressing(guest, bridge)
     return render(
         "ks.cfg.j2",
@@ -111,7 +114,7 @@ def render_kickstart(guest: KvmGuest, fleet: Fleet, bridge: Bridge, family: OsFa
         fqdn=f"{guest.name}.{fleet.domain}",
         root_password_hash=root_hash,
         packages=guest.install.packages,
-        authorized_keys=fleet.ssh.authorized_keys,
+        authorized_keys=(*fleet.ssh.authorized_keys, *login_keys),
     )
 
 

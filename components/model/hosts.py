@@ -122,5 +122,5 @@ class SshAccess(Frozen):
     use_agent: bool = Field(False, description="authenticate with $SSH_AUTH_SOCK instead of sshPrivateKey")
     jump_host: JumpHost | None = Field(None, description="optional bastion")
     authorized_keys: tuple[SafeText, ...] = Field(
-        (), description="public keys installed for the guests' admin user"
+        (), description="public keys authorized on guests besides the public half of sshPrivateKey"
     )
