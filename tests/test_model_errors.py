@@ -278,6 +278,18 @@ CASES: list[tuple[str, Callable[[dict], None], str, str]] = [
         "itself",
     ),
     (
+        "lb-node-el7",
+        lambda v: guest(v, "haproxy").update(osFamily="el7"),
+        "virtfleet:loadBalancer.node",
+        "HAProxy 2.4",
+    ),
+    (
+        "lb-log-transport",
+        _set(_lb, "logTransport", "relp"),
+        "virtfleet:loadBalancer.logTransport",
+        "udp",
+    ),
+    (
         "stats-password-plaintext",
         lambda v: v.update(statsPassword="hunter2"),
         "virtfleet:statsPassword",

@@ -52,6 +52,12 @@ class LoadBalancer(Frozen):
     health_check: HealthCheck = HealthCheck()
     sticky_cookie: Name | None = Field("lb", description="cookie name for sticky sessions; null for none")
     stats: Stats = Stats()
+    log_transport: Literal["tcp", "udp"] = Field(
+        "tcp",
+        description="how haproxy hands its log (local2) to rsyslog on the node's loopback: tcp, port 601 "
+        "(an in-memory ring forwarded over one connection, off the request path) or udp, port 514 (the "
+        "seed's wiring: one datagram per request)",
+    )
     timeouts_ms: dict[
         Literal["connect", "client", "server", "httpRequest", "httpKeepAlive", "queue"], int
     ] = Field(default_factory=dict, description="overrides of the tier's timeout defaults")

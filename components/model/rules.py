@@ -261,6 +261,16 @@ def load_balancer_rules(by_host: dict[str, Host], guests: Indexed, lb: LoadBalan
     if lb.node not in by_host and lb.node not in by_guest:
         problems.append(Problem(key_path("loadBalancer", "node"), "names no host or guest", lb.node))
     else:
+        node = by_host.get(lb.node) or by_guest[lb.node]
+        if node.os_family == "el7":
+            problems.append(
+                Problem(
+                    key_path("loadBalancer", "node"),
+                    "runs el7, whose haproxy is 1.5; the tier's configuration needs HAProxy 2.4 or newer "
+                    "(el9 ships 2.4/2.8): put the balancer on an el9 host or guest",
+                    lb.node,
+                )
+            )
         problems += _duplicates(_lb_binds(lb), "the port")
         node_addresses = _addresses_of(lb.node, by_host, by_guest)
         for path, endpoint in (
