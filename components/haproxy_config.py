@@ -19,10 +19,16 @@ CERT_DIR = "/etc/haproxy/certs"
 CERT_FILE = "frontend.pem"  # certificate chain + key, PEM, as haproxy's `crt` wants it
 RSYSLOG_PATH = "/etc/rsyslog.d/haproxy.conf"
 LOG_PATH = "/var/log/haproxy.log"
-# The seed's syslog wiring: haproxy logs over UDP to rsyslog on the balancer's own loopback.
+# The seed's syslog wiring: haproxy logs as local2 to rsyslog on the balancer's own loopback
+# (LoadBalancer.log_transport: tcp through haproxy's log ring by default, or udp as the seed). The
+# seed's port is 514/udp; over TCP it is 601 (IANA's syslog-conn), because EL's SELinux policy
+# lets rsyslog bind 601/tcp (syslogd_port_t) while 514/tcp belongs to rsh.
 SYSLOG_ADDRESS = "127.0.0.1"
-SYSLOG_PORT = 514
+SYSLOG_PORTS = {"udp": 514, "tcp": 601}
 SYSLOG_FACILITY = "local2"
+LOG_RING = "rsyslog"
+LOG_RING_SIZE = 1024 * 1024  # bytes: about 4,000 lines, a few seconds at full load
+LOG_MAXLEN = 1024  # haproxy's own default line length for syslog targets
 # /run is a tmpfs: a tmpfiles.d entry recreates the stats socket's directory at every boot.
 ADMIN_SOCKET = "/run/haproxy/admin.sock"
 TMPFILES_PATH = "/etc/tmpfiles.d/virtfleet-haproxy.conf"
@@ -119,17 +125,21 @@ def render_haproxy_cfg(lb: LoadBalancer, fleet: Fleet, *, stats_password: str | 
         cert_dir=CERT_DIR,
         cert_file=CERT_FILE,
         admin_socket=ADMIN_SOCKET,
-        syslog=f"{SYSLOG_ADDRESS}:{SYSLOG_PORT}",
+        syslog=f"{SYSLOG_ADDRESS}:{SYSLOG_PORTS[lb.log_transport]}",
         facility=SYSLOG_FACILITY,
+        log_ring=LOG_RING if lb.log_transport == "tcp" else None,
+        log_ring_size=LOG_RING_SIZE,
+        log_maxlen=LOG_MAXLEN,
     )
 
 
-def render_rsyslog_conf() -> str:
-    """/etc/rsyslog.d/haproxy.conf: UDP 514 on loopback only, local2 -> /var/log/haproxy.log."""
+def render_rsyslog_conf(lb: LoadBalancer) -> str:
+    """/etc/rsyslog.d/haproxy.conf: 601/tcp or 514/udp on loopback only, local2 -> /var/log/haproxy.log."""
     return render(
         "rsyslog.d-haproxy.conf.j2",
+        transport=lb.log_transport,
         address=SYSLOG_ADDRESS,
-        port=SYSLOG_PORT,
+        port=SYSLOG_PORTS[lb.log_transport],
         facility=SYSLOG_FACILITY,
         log_path=LOG_PATH,
     )

@@ -55,7 +55,7 @@ def render_install_step(lb: LoadBalancer, fleet: Fleet) -> RenderedStep:
         lb.node,
         "haproxy-install",
         "haproxy-install",
-        files=[RemoteFile(RSYSLOG_PATH, render_rsyslog_conf()), RemoteFile(TMPFILES_PATH, render_tmpfiles_conf())],
+        files=[RemoteFile(RSYSLOG_PATH, render_rsyslog_conf(lb)), RemoteFile(TMPFILES_PATH, render_tmpfiles_conf())],
         lock=True,  # the package manager, firewall and SELinux policy
         package_manager=os_family(node_os_family(lb, fleet)).package_manager,
         socket_dir="/run/haproxy",

@@ -78,7 +78,7 @@ def test_planned_config_is_the_pure_render(planned):
     lb = fleet.load_balancer
     expected = render_haproxy_cfg(lb, fleet, stats_password=placeholder("random-password"))
     assert files[f"{lb.node}/etc/haproxy/haproxy.cfg"] == expected
-    assert files[f"{lb.node}/etc/rsyslog.d/haproxy.conf"] == render_rsyslog_conf()
+    assert files[f"{lb.node}/etc/rsyslog.d/haproxy.conf"] == render_rsyslog_conf(lb)
 
 
 def test_every_web_server_gets_its_named_page(planned):
@@ -161,14 +161,29 @@ def test_haproxy_accepts_the_https_config_with_a_real_certificate(tmp_path):
 
 
 @pytest.mark.real
-def test_rsyslog_accepts_the_snippet(tmp_path):
+@pytest.mark.parametrize(("transport", "port"), [("tcp", 601), ("udp", 514)])
+def test_rsyslog_accepts_the_snippet(tmp_path, transport, port):
     rsyslogd = require_tool("rsyslogd")
+    _, fleet = load_stack("prod")
+    lb = fleet.load_balancer.model_copy(update={"log_transport": transport})
+    snippet = render_rsyslog_conf(lb)
+    assert f'input(type="im{transport}" address="127.0.0.1" port="{port}"' in snippet
     (tmp_path / "spool").mkdir()
     conf = tmp_path / "rsyslog.conf"
-    conf.write_text(f'global(workDirectory="{tmp_path / "spool"}")\n{render_rsyslog_conf()}')
+    conf.write_text(f'global(workDirectory="{tmp_path / "spool"}")\n{snippet}')
     result = subprocess.run([rsyslogd, "-N1", "-f", str(conf)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "error" not in (result.stdout + result.stderr).lower()
+
+
+@pytest.mark.real
+def test_haproxy_accepts_the_udp_logging_config(tmp_path):
+    _, fleet = load_stack("prod")
+    lb = fleet.load_balancer.model_copy(update={"log_transport": "udp"})
+    cfg = render_haproxy_cfg(lb, fleet, stats_password="x")
+    assert "\nring " not in cfg
+    result = haproxy_check(tmp_path, cfg)
+    assert result.returncode == 0 and "[WARNING]" not in result.stdout + result.stderr, result.stdout + result.stderr
 
 
 @pytest.mark.real

@@ -33,7 +33,9 @@ STATE_TIMEOUT_S = 8.0  # checks every 1 s, fall 2 / rise 2: a state change shows
 class Tier:
     def __init__(self, lab, fleet):
         self.lab = lab
+        self.fleet = fleet
         self.lb_model = fleet.load_balancer
+        self.rsyslog = None  # the rsyslogd process on the balancer, set by the fixture
         self.frontend = "http://10.0.0.10/"
         self.stats = f"http://10.0.0.10:{self.lb_model.stats_bind.port}{self.lb_model.stats.uri}"
         self.lb = lab.machines["haproxy"]
@@ -64,9 +66,10 @@ def tier():
         for name in (*lb.backends, *lb.backups):
             lab.machines[name].serve_http(port=lb.backend_port, name=name)
         node = lab.machines[lb.node]
-        node.run_rsyslog(render_rsyslog_conf())
+        rsyslog = node.run_rsyslog(render_rsyslog_conf(lb))
         node.run_haproxy(cfg)
         t = Tier(lab, fleet)
+        t.rsyslog = rsyslog
         t.await_states({name: "UP" for name in ACTIVE})
         yield t
 
@@ -122,6 +125,48 @@ def test_requests_are_logged_through_rsyslog(tier):
     assert "GET / HTTP/1.1" in line
 
 
+def logged_lines(tier) -> int:
+    return tier.lb.read_log().count("\n")
+
+
+def test_every_request_under_load_is_logged(tier):
+    """The log path loses no line at full load: the ring forwards every line to rsyslog.
+
+    wrk counts the responses it completed; the few requests still in flight when it stops are
+    answered and logged too, hence at most one more line per connection.
+    """
+    connections = 16
+    before = logged_lines(tier)
+    result = tier.client.wrk(tier.frontend, 3, connections)
+    assert result.failures == 0 and result.requests > 1000, result.raw
+    # rsyslog flushes its file buffer every second; wait (bounded) for the last lines.
+    wait_until(lambda: logged_lines(tier) - before >= result.requests, 10, 0.2)
+    time.sleep(1.5)  # and for any line beyond that, which would show a duplicate
+    logged = logged_lines(tier) - before
+    assert result.requests <= logged <= result.requests + connections, (logged, result.requests)
+
+
+def test_rsyslog_going_away_costs_no_request_and_logging_resumes(tier):
+    """Logging is off the request path: rsyslog stopped under load fails nothing, and once it is
+    back haproxy's ring reconnects by itself and new requests reach the log again."""
+    with ThreadPoolExecutor(1) as pool:
+        load = pool.submit(tier.client.wrk, tier.frontend, 5, 16)
+        time.sleep(1.5)
+        tier.lb.stop(tier.rsyslog)
+        time.sleep(1.5)
+        tier.rsyslog = tier.lb.run_rsyslog(render_rsyslog_conf(tier.lb_model))
+        result = load.result(timeout=30)
+    assert result.failures == 0 and result.requests > 1000, result.raw
+    marker = f"after-rsyslog-restart-{time.monotonic_ns()}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # the ring's forwarder retries its connection on its own
+        assert tier.client.http_get(tier.frontend + marker).status == 200
+        if marker in tier.lb.read_log():
+            break
+        time.sleep(0.5)
+    assert marker in tier.lb.read_log(), tier.lb.read_log()[-1000:]
+
+
 def test_killing_an_active_server_under_load_fails_no_request(tier):
     victim = tier.web["webserver2"]
     with ThreadPoolExecutor(1) as pool:
@@ -159,3 +204,25 @@ def test_the_backup_serves_only_while_every_active_server_is_down(tier):
         if set(served) >= set(ACTIVE):
             break
     assert set(served) == set(ACTIVE) and BACKUP not in served, served
+
+
+def test_the_seeds_udp_transport_logs_too(tier):
+    """loadBalancer.logTransport: udp renders the seed's wiring (a datagram per request); both the
+    haproxy.cfg and the rsyslog snippet of that choice run unchanged and a request reaches the log."""
+    lb = tier.lb_model.model_copy(update={"log_transport": "udp"})
+    cfg = render_haproxy_cfg(lb, tier.fleet, stats_password=PASSWORD)
+    assert "ring@" not in cfg and "log 127.0.0.1:514 local2 info" in cfg
+    tier.lb.stop(tier.rsyslog)
+    tier.lb.stop_haproxy()
+    try:
+        tier.rsyslog = tier.lb.run_rsyslog(render_rsyslog_conf(lb))
+        tier.lb.run_haproxy(cfg)
+        tier.await_states({name: "UP" for name in ACTIVE})
+        marker = f"over-udp-{time.monotonic_ns()}"
+        assert tier.client.http_get(tier.frontend + marker).status == 200
+        assert marker in tier.lb.wait_for_log(marker)
+    finally:
+        tier.lb.stop(tier.rsyslog)
+        tier.lb.stop_haproxy()
+        tier.rsyslog = tier.lb.run_rsyslog(render_rsyslog_conf(tier.lb_model))
+        tier.lb.run_haproxy(render_haproxy_cfg(tier.lb_model, tier.fleet, stats_password=PASSWORD))

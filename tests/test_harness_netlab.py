@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from support.netlab import Machine, NetLab, new_prefix, wait_until
+from support.netlab_services import rsyslog_ports
 
 pytestmark = pytest.mark.real
 
@@ -188,3 +189,17 @@ def test_the_lab_cleans_up_even_when_the_body_raises():
     with pytest.raises(ProcessLookupError):
         os.killpg(nginx.pid, 0)  # the worker went with its master
     assert not tmp.exists()
+
+
+@pytest.mark.parametrize(
+    ("conf", "expected"),
+    [
+        ('module(load="imudp")\ninput(type="imudp" address="127.0.0.1" port="514")', {("udp", 514)}),
+        ('input(type="imtcp" address="127.0.0.1" port="514" ruleset="r")', {("tcp", 514)}),
+        ("$ModLoad imudp\n$UDPServerRun 514\n$InputTCPServerRun 601\n", {("udp", 514), ("tcp", 601)}),
+        ('module(load="imudp")\n  # input(type="imudp" port="9")\n', set()),
+    ],
+)
+def test_rsyslog_ports_reads_both_syntaxes(conf, expected):
+    """The lab waits for exactly these sockets before it calls rsyslogd started."""
+    assert rsyslog_ports(conf) == expected

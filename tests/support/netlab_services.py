@@ -58,10 +58,14 @@ def haproxy_bind_ports(cfg_text: str) -> set[int]:
     return ports
 
 
-def rsyslog_udp_ports(conf: str) -> set[int]:
-    """UDP ports an rsyslog config listens on, in either syntax; imudp's default is 514."""
-    ports = {int(p) for p in re.findall(r'port="(\d+)"|\$UDPServerRun\s+(\d+)', conf) for p in p if p}
-    return ports or ({514} if "imudp" in conf else set())
+def rsyslog_ports(conf: str) -> set[tuple[str, int]]:
+    """(proto, port) an rsyslog config listens on: ``input(type="imudp"|"imtcp" … port="N")`` or the
+    legacy ``$UDPServerRun N`` / ``$InputTCPServerRun N``. Comment lines are skipped."""
+    conf = re.sub(r"^\s*#.*$", "", conf, flags=re.M)
+    found = {(kind, int(port)) for kind, port in re.findall(r'input\(\s*type="im(udp|tcp)"[^)]*?port="(\d+)"', conf)}
+    found |= {("udp", int(port)) for port in re.findall(r"^\$UDPServerRun\s+(\d+)", conf, re.M)}
+    found |= {("tcp", int(port)) for port in re.findall(r"^\$InputTCPServerRun\s+(\d+)", conf, re.M)}
+    return found
 
 
 class ServicesMixin:
@@ -179,8 +183,12 @@ class ServicesMixin:
             raise NetLabError(f"rsyslogd -N1 rejected the config:\n{check.stdout}{check.stderr}")
         argv = [rsyslogd, "-n", "-f", str(conf), "-i", str(workdir / "rsyslogd.pid")]
         proc = self.popen(argv, label="rsyslogd")
-        ports = rsyslog_udp_ports(conf_snippet)
-        self._await_start(proc, lambda: ports <= self.listening("udp"), f"rsyslogd (udp {sorted(ports)})")
+        ports = rsyslog_ports(conf_snippet)
+        self._await_start(
+            proc,
+            lambda: all(port in self.listening(proto) for proto, port in ports),
+            f"rsyslogd ({', '.join(f'{port}/{proto}' for proto, port in sorted(ports))})",
+        )
         return proc
 
     def read_log(self, path: str = HAPROXY_LOG) -> str:
