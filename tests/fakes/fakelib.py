@@ -130,6 +130,41 @@ BASE_PACKAGES = {
 }  # fmt: skip
 
 
+# Files a package ships besides units and boot files, as %config(noreplace): installing over an
+# existing different file leaves it and writes FILE.rpmnew; removing a file the admin changed
+# keeps it as FILE.rpmsave (rpm's own rules). A path ending in "/" is a directory it owns.
+EL_HTTPD_CONF = """\
+# /etc/httpd/conf/httpd.conf as EL's httpd package ships it, trimmed to its directives.
+ServerRoot "/etc/httpd"
+Listen 80
+Include conf.modules.d/*.conf
+User apache
+Group apache
+ServerAdmin root@localhost
+<Directory />
+    AllowOverride none
+    Require all denied
+</Directory>
+DocumentRoot "/var/www/html"
+<Directory "/var/www/html">
+    Options Indexes FollowSymLinks
+    AllowOverride None
+    Require all granted
+</Directory>
+<IfModule dir_module>
+    DirectoryIndex index.html
+</IfModule>
+ErrorLog "logs/error_log"
+LogLevel warn
+AddDefaultCharset UTF-8
+EnableSendfile on
+IncludeOptional conf.d/*.conf
+"""
+PACKAGE_FILES = {
+    "httpd": {"/etc/httpd/conf/httpd.conf": EL_HTTPD_CONF, "/var/www/html/": None, "/var/www/cgi-bin/": None},
+}
+
+
 def units_of(package: str) -> list[str]:
     if package.startswith("VirtualBox-"):
         return VIRTUALBOX_UNITS
@@ -164,7 +199,15 @@ def boot_files(name: str, rec: dict) -> list[str]:
 
 
 def install_payload(name: str, rec: dict) -> None:
-    """What installing the package does besides the rpm database: boot files and boot entries."""
+    """What installing the package does besides the rpm database: its files, boot files and boot entries."""
+    for path, text in PACKAGE_FILES.get(name, {}).items():
+        if text is None:
+            Path(path).mkdir(parents=True, exist_ok=True)
+        elif not Path(path).exists():
+            write_file(path, text)
+        elif Path(path).read_text() != text:
+            write_file(f"{path}.rpmnew", text)
+            err(f"warning: {path} created as {path}.rpmnew")
     files = boot_files(name, rec)
     for path in files:
         if path == "/boot/xen.gz":
@@ -177,6 +220,16 @@ def install_payload(name: str, rec: dict) -> None:
 
 
 def remove_payload(name: str, rec: dict) -> None:
+    for path, text in reversed(PACKAGE_FILES.get(name, {}).items()):
+        p = Path(path)
+        if text is None:
+            if p.is_dir() and not any(p.iterdir()):
+                p.rmdir()
+        elif p.exists() and p.read_text() != text:
+            p.rename(f"{path}.rpmsave")
+            err(f"warning: {path} saved as {path}.rpmsave")
+        else:
+            p.unlink(missing_ok=True)
     files = boot_files(name, rec)
     for path in files:
         Path(path).unlink(missing_ok=True)

@@ -5,6 +5,9 @@ A unit is known when an installed package ships it (see ``fakelib.PACKAGE_UNITS`
 file exists under /etc/systemd/system, /run/systemd/system or (added after the view started)
 /usr/lib/systemd/system. Messages and exit codes follow systemd 252 (EL9) and 219 (EL7).
 
+Every job that starts, stops, restarts or reloads a unit is appended to ``jobs`` in the state (what
+the journal would show), so a test can tell a reload from no reload.
+
 ``reboot`` (and ``poweroff``) reboot the *model*: every runtime state is derived again from the
 persistent configuration, as a boot would, while the view's sshd and its sessions stay up.
 """
@@ -145,8 +148,16 @@ def change_run_state(state: dict, verb: str, units: list[str], *, now: bool, qui
             fakelib.fail(f"Job for {unit} invalid." if el7 else f"{unit} is not active, cannot reload.")
         if verb == "try-restart" and not s["active"]:
             continue
+        if verb not in ("start", "stop") or s["active"] != (verb == "start"):
+            record_job(state, verb, unit)
         s["active"] = verb != "stop"
     return 0
+
+
+def record_job(state: dict, verb: str, unit: str) -> None:
+    """What the journal would show: every job that changed or restarted a unit, in order
+    (``start`` of a running or ``stop`` of a stopped unit is no job). Tests read ``jobs``."""
+    state.setdefault("jobs", []).append({"verb": verb, "unit": unit})
 
 
 def is_active(state: dict, verb: str, units: list[str], *, now: bool, quiet: bool, el7: bool) -> int:
