@@ -57,6 +57,7 @@ def render_install_step(lb: LoadBalancer, fleet: Fleet) -> RenderedStep:
         "haproxy-install",
         files=[RemoteFile(RSYSLOG_PATH, render_rsyslog_conf(lb)), RemoteFile(TMPFILES_PATH, render_tmpfiles_conf())],
         lock=True,  # the package manager, firewall and SELinux policy
+        install_files=False,  # the script installs them: the snippet only once rsyslogd -N1 accepts it
         package_manager=os_family(node_os_family(lb, fleet)).package_manager,
         socket_dir="/run/haproxy",
         tmpfiles=TMPFILES_PATH,
