@@ -2,13 +2,20 @@
 
 One run, in the test suite's network lab (tests/support/netlab): the prod stack's addresses in
 namespaces, real nginx web servers at 10.0.0.11-13 (+ backup 10.0.0.20), Debian's haproxy at
-10.0.0.10, wrk from 10.0.0.50. Every haproxy variant shares the generated config's global and
-defaults sections (logging to the lab's rsyslogd included) and differs only in frontend/backend:
+10.0.0.10, wrk from 10.0.0.50, and a real rsyslogd on the balancer writing every request's log
+line to /var/log/haproxy.log in every variant:
 
-- generated: the prod stack's haproxy.cfg, unchanged (test password);
-- seed: the chapter's backend, translated only as far as HAProxy 2.x requires (reqadd becomes
-  http-request set-header X-Forwarded-Proto http);
-- tuned: the issue's keep-alive reference.
+- generated: the prod stack's haproxy.cfg and rsyslog snippet, unchanged (test password): log
+  lines through haproxy's ring, forwarded to rsyslog over TCP on loopback (logTransport: tcp);
+- generated-udp: the same stack with logTransport: udp (one datagram per request, as the seed);
+- seed: the chapter's frontend/backend, translated only as far as HAProxy 2.x requires (reqadd
+  becomes http-request set-header X-Forwarded-Proto http), with the seed's logging: haproxy's
+  ``log 127.0.0.1 local2 info`` and the seed's rsyslog lines ($ModLoad imudp, $UDPServerRun 514,
+  local2.* /var/log/haproxy.log);
+- tuned: the issue's keep-alive reference, i.e. the seed's settings plus its listed changes.
+
+seed and tuned share the generated-udp config's global and defaults sections (its log line is the
+seed's), so they differ from it only in frontend/backend and in the rsyslog rule.
 
 Throughput is printed as ratios (best of ROUNDS runs per variant, interleaved so drift hits all
 alike), then the failover figure: failed requests while one of three servers is SIGKILLed under
@@ -28,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from support.netlab import NetLab, new_prefix, wait_until  # noqa: E402
+from support.netlab_services import HAPROXY_LOG  # noqa: E402
 
 from components.haproxy_config import render_haproxy_cfg, render_rsyslog_conf  # noqa: E402
 from plan.run import load_stack  # noqa: E402
@@ -35,7 +43,7 @@ from plan.run import load_stack  # noqa: E402
 DURATION_S = 5
 CONNECTIONS = 50
 THREADS = 2
-ROUNDS = 4
+ROUNDS = 5
 FAILOVER_S = 10
 FAILOVER_CONNECTIONS = 16
 KILL_AFTER_S = 3
@@ -70,10 +78,18 @@ backend webservers
 {servers}"""
 
 
-def variants(fleet) -> dict[str, str]:
+# The seed's rsyslog lines (its rsyslog.conf edits and its /etc/rsyslog.d/haproxy.conf).
+SEED_RSYSLOG = "$ModLoad imudp\n$UDPServerRun 514\nlocal2.* /var/log/haproxy.log\n"
+VARIANTS = ("direct", "seed", "tuned", "generated-udp", "generated")
+
+
+def variants(fleet) -> dict[str, tuple[str, str]]:
+    """Each haproxy variant's (haproxy.cfg, rsyslog config)."""
     lb = fleet.load_balancer
+    udp = lb.model_copy(update={"log_transport": "udp"})
     generated = render_haproxy_cfg(lb, fleet, stats_password="bench")
-    head = generated[: generated.index("\nfrontend ")] + "\n\n"
+    generated_udp = render_haproxy_cfg(udp, fleet, stats_password="bench")
+    head = generated_udp[: generated_udp.index("\nfrontend ")] + "\n\n"
     frontend = f"{lb.frontend.address}:{lb.frontend.port}"
     active = [(n, fleet.machine_address(n)) for n in lb.backends]
     backup = [(n, fleet.machine_address(n)) for n in lb.backups]
@@ -83,9 +99,16 @@ def variants(fleet) -> dict[str, str]:
     tuned_servers = "".join(f"    server {n} {a}:{port} cookie {n}\n" for n, a in active)
     tuned_servers += "".join(f"    server {n} {a}:{port} backup\n" for n, a in backup)
     return {
-        "generated": generated,
-        "seed": head + SEED_FRONTEND.format(frontend=frontend) + SEED_BACKEND.format(servers=seed_servers),
-        "tuned": head + TUNED_FRONTEND.format(frontend=frontend) + TUNED_BACKEND.format(servers=tuned_servers),
+        "generated": (generated, render_rsyslog_conf(lb)),
+        "generated-udp": (generated_udp, render_rsyslog_conf(udp)),
+        "seed": (
+            head + SEED_FRONTEND.format(frontend=frontend) + SEED_BACKEND.format(servers=seed_servers),
+            SEED_RSYSLOG,
+        ),
+        "tuned": (
+            head + TUNED_FRONTEND.format(frontend=frontend) + TUNED_BACKEND.format(servers=tuned_servers),
+            SEED_RSYSLOG,
+        ),
     }
 
 
@@ -96,11 +119,24 @@ def server_states(lb_machine) -> dict[str, str]:
     return {r["svname"]: r["status"].split()[0] for r in rows if r["pxname"] == "webservers"}
 
 
-def start(lb_machine, cfg: str, actives) -> None:
-    lb_machine.stop_haproxy()
-    lb_machine.run_haproxy(cfg)
-    if not wait_until(lambda: all(server_states(lb_machine).get(n) == "UP" for n in actives), 10, 0.2):
-        raise SystemExit(f"haproxy never reported every active server UP: {server_states(lb_machine)}")
+class Balancer:
+    """The lab's balancer machine, running one variant at a time."""
+
+    def __init__(self, machine, actives) -> None:
+        self.machine, self.actives, self.rsyslog = machine, actives, None
+
+    def start(self, variant: tuple[str, str]) -> None:
+        """Its rsyslogd (restarted, log file emptied), then haproxy, until every active server is UP."""
+        cfg, rsyslog_conf = variant
+        self.machine.stop_haproxy()
+        if self.rsyslog is not None:
+            self.machine.stop(self.rsyslog)
+        self.machine.path(HAPROXY_LOG).unlink(missing_ok=True)
+        self.rsyslog = self.machine.run_rsyslog(rsyslog_conf)
+        self.machine.run_haproxy(cfg)
+        up = lambda: all(server_states(self.machine).get(n) == "UP" for n in self.actives)  # noqa: E731
+        if not wait_until(up, 10, 0.2):
+            raise SystemExit(f"haproxy never reported every active server UP: {server_states(self.machine)}")
 
 
 def failover(client, victim, url: str) -> tuple[int, int]:
@@ -135,15 +171,14 @@ def main() -> int:
         client = lab.add_machine("client", ["10.0.0.50/24"])
         for name in (*lb.backends, *lb.backups):
             lab.machines[name].serve_http(port=lb.backend_port, name=name)
-        node = lab.machines[lb.node]
-        node.run_rsyslog(render_rsyslog_conf())
+        balancer = Balancer(lab.machines[lb.node], lb.backends)
         direct_url = f"http://{fleet.machine_address(lb.backends[0])}:{lb.backend_port}/"
         for _ in range(ROUNDS):
-            for variant in ("direct", "seed", "tuned", "generated"):
+            for variant in VARIANTS:
                 if variant == "direct":
                     result = client.wrk(direct_url, DURATION_S, CONNECTIONS, THREADS)
                 else:
-                    start(node, configs[variant], lb.backends)
+                    balancer.start(configs[variant])
                     result = client.wrk(url, DURATION_S, CONNECTIONS, THREADS)
                 if result.failures:
                     print(f"  note: {variant}: {result.failures} failed requests", file=sys.stderr)
@@ -151,7 +186,7 @@ def main() -> int:
         victim = lab.machines[lb.backends[1]]
         failures = {}
         for variant in ("seed", "tuned", "generated"):
-            start(node, configs[variant], lb.backends)
+            balancer.start(configs[variant])
             failures[variant] = failover(client, victim, url)
     elapsed = time.monotonic() - started
 
@@ -159,13 +194,17 @@ def main() -> int:
         f"HAProxy tier benchmark: {os.cpu_count()} cores, wrk -t{THREADS} -c{CONNECTIONS} -d{DURATION_S}s, "
         f"best of {ROUNDS} interleaved rounds, prod addresses in netlab ({elapsed:.0f} s)"
     )
-    print(f"  {'variant':<10} {'req/s':>10} {'vs direct':>10}")
-    for variant in ("direct", "seed", "tuned", "generated"):
-        print(f"  {variant:<10} {rates[variant]:>10.0f} {rates[variant] / rates['direct']:>9.2f}x")
+    print(f"  {'variant':<13} {'req/s':>10} {'vs direct':>10}")
+    for variant in VARIANTS:
+        print(f"  {variant:<13} {rates[variant]:>10.0f} {rates[variant] / rates['direct']:>9.2f}x")
     vs_seed = rates["generated"] / rates["seed"]
     vs_tuned = rates["generated"] / rates["tuned"]
     print(f"  generated / seed  = {vs_seed:.2f}x (target >= 3.00x: {'met' if vs_seed >= 3 else 'NOT met'})")
     print(f"  generated / tuned = {vs_tuned:.2f}x (target >= 1.00x: {'met' if vs_tuned >= 1 else 'NOT met'})")
+    print(
+        f"  generated-udp / tuned = {rates['generated-udp'] / rates['tuned']:.2f}x, generated / generated-udp = "
+        f"{rates['generated'] / rates['generated-udp']:.2f}x (the log transport's share)"
+    )
     print(
         f"failover: one of {len(lb.backends)} servers SIGKILLed {KILL_AFTER_S} s into a {FAILOVER_S} s run, "
         f"wrk -c{FAILOVER_CONNECTIONS}"
