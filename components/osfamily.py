@@ -33,8 +33,7 @@ OS_FAMILIES: dict[str, OsFamily] = {
         package_manager="dnf",
         network_backend="NetworkManager",
         cloud_image=(
-            "https://cloud.centos.org/centos/9-stream/x86_64/images/"
-            "CentOS-Stream-GenericCloud-9-latest.x86_64.qcow2"
+            "https://cloud.centos.org/centos/9-stream/x86_64/images/CentOS-Stream-GenericCloud-9-latest.x86_64.qcow2"
         ),
         kickstart_version="RHEL9",
         os_variant="centos-stream9",

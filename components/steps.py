@@ -90,9 +90,7 @@ def render_step(
             digest=content_digest,
             **context,
         )
-    return RenderedStep(
-        machine, name, scripts["create"], scripts["delete"], files, lock, secret, content_digest
-    )
+    return RenderedStep(machine, name, scripts["create"], scripts["delete"], files, lock, secret, content_digest)
 
 
 def as_command(script: str) -> str:

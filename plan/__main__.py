@@ -47,9 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     for warning in recording.warnings:
         print(f"warning: {warning}")
     target = write_build(recording, args.build)
-    print(
-        f"\nwrote {target / 'plan.json'} and {len(machine_files(recording))} rendered files under {target}/"
-    )
+    print(f"\nwrote {target / 'plan.json'} and {len(machine_files(recording))} rendered files under {target}/")
     return 0
 
 

@@ -84,8 +84,12 @@ def reference() -> str:
             meaning = field.description or ""
             lines.append(f"| `{key}` | {_type_name(field.annotation)} | {_default(field)} | {meaning} |")
         lines.append("")
-    lines += ["#### Secrets (set with `pulumi config set --secret virtfleet:<key>`)", "",
-              "| key | meaning |", "| --- | --- |"]
+    lines += [
+        "#### Secrets (set with `pulumi config set --secret virtfleet:<key>`)",
+        "",
+        "| key | meaning |",
+        "| --- | --- |",
+    ]
     lines += [f"| `{key}` | {meaning} |" for key, meaning in SECRET_KEYS.items()]
     lines += ["", END]
     return "\n".join(lines)
@@ -93,7 +97,7 @@ def reference() -> str:
 
 def readme_block() -> str:
     text = (ROOT / "README.md").read_text()
-    return text[text.index(BEGIN): text.index(END) + len(END)]
+    return text[text.index(BEGIN) : text.index(END) + len(END)]
 
 
 def main() -> int:

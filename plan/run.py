@@ -30,9 +30,7 @@ class StackConfig:
 
     def pulumi_config(self) -> dict[str, str]:
         """As the Pulumi CLI hands config to a program: ``ns:key`` -> string (objects as JSON)."""
-        return {
-            f"{NAMESPACE}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in self.values.items()
-        }
+        return {f"{NAMESPACE}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in self.values.items()}
 
 
 def read_stack_file(path: Path, stack: str) -> StackConfig:
@@ -112,9 +110,7 @@ def run_program(config: StackConfig) -> Recording:
     pulumi.runtime.set_mocks(
         mocks, project="virtfleet", stack=config.name, preview=False, logger=logger, monitor=monitor
     )
-    pulumi.runtime.set_all_config(
-        config.pulumi_config(), sorted(f"{NAMESPACE}:{k}" for k in config.secret_keys)
-    )
+    pulumi.runtime.set_all_config(config.pulumi_config(), sorted(f"{NAMESPACE}:{k}" for k in config.secret_keys))
     resolved: dict[str, Any] = {}
 
     async def collect(outputs: dict[str, Any]) -> None:

@@ -374,7 +374,9 @@ def test_httpd_on_the_balancer_gives_up_443_https_too(prod):
     """With HTTPS on, mod_ssl's ``Listen 443 https`` moves to 8443 with its protocol, and back."""
     require_real_tools()
     fleet, _ = prod
-    lb = fleet.load_balancer.model_copy(update={"https": fleet.load_balancer.https.model_copy(update={"enabled": True})})
+    lb = fleet.load_balancer.model_copy(
+        update={"https": fleet.load_balancer.https.model_copy(update={"enabled": True})}
+    )
     rendered = haproxy_tier.render_install_step(lb, fleet)
     prefix = f"{STAGING}/{lb.node}/{rendered.name}"
     step = Step(

@@ -138,8 +138,9 @@ def test_haproxy_logs_reach_rsyslog_at_the_path_the_snippet_names(tier):
 
     line = tier.lb.wait_for_log(r"10\.0\.0\.50:\d+ .* www web/web[12] .* 200 .*GET /logged")
     assert "haproxy" in line
-    assert not Path("/var/log/haproxy.log").exists() or "GET /logged" not in Path(
-        "/var/log/haproxy.log").read_text(errors="replace")
+    assert not Path("/var/log/haproxy.log").exists() or "GET /logged" not in Path("/var/log/haproxy.log").read_text(
+        errors="replace"
+    )
 
 
 def test_nothing_listens_or_appears_in_the_root_namespace(tier):

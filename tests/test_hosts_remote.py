@@ -75,8 +75,11 @@ def step_commands(rec, host: str) -> dict[str, tuple[dict, list[tuple[str, str]]
     for cmd in rec.of_type("command:remote:Command"):
         if not cmd.name.startswith(f"{host}-"):
             continue
-        uploads = [(r.inputs["remotePath"], r.inputs["source"]["text"])
-                   for r in rec.of_type("command:remote:CopyToRemote") if r.parent == cmd.parent]
+        uploads = [
+            (r.inputs["remotePath"], r.inputs["source"]["text"])
+            for r in rec.of_type("command:remote:CopyToRemote")
+            if r.parent == cmd.parent
+        ]
         out[cmd.name.removeprefix(f"{host}-")] = (cmd.inputs, uploads)
     return out
 
@@ -94,8 +97,14 @@ def expected_failure(host, step: str) -> str | None:
     return None
 
 
-CASES = [("prod", "kvm1"), ("prod", "xen1"), ("prod", "ovz1"), ("prod", "vbox1"), ("prod", "docker1"),
-         ("dev", "devbox")]
+CASES = [
+    ("prod", "kvm1"),
+    ("prod", "xen1"),
+    ("prod", "ovz1"),
+    ("prod", "vbox1"),
+    ("prod", "docker1"),
+    ("dev", "devbox"),
+]
 
 
 def test_host_steps_converge_and_undo_over_ssh(stacks):
@@ -104,8 +113,7 @@ def test_host_steps_converge_and_undo_over_ssh(stacks):
     require_root()
     require_tool("ping")
     with ThreadPoolExecutor(len(CASES)) as pool:
-        futures = {host: pool.submit(converge_and_undo, *stacks[stack], host)
-                   for stack, host in CASES}
+        futures = {host: pool.submit(converge_and_undo, *stacks[stack], host) for stack, host in CASES}
     failures = {host: f.exception() for host, f in futures.items() if f.exception() is not None}
     assert not failures, "\n\n".join(f"{host}: {exc!r}" for host, exc in failures.items())
 
@@ -126,8 +134,10 @@ def converge_and_undo(fleet, rec, host_name: str) -> None:
                 assert first[0] == second[0] == 1 and failure in first[2] and failure in second[2], (step, first)
                 continue
             assert first[0] == 0, (step, first)
-            assert second[0] == 0 and second[1][-1] == f"virtfleet: {host_name}/{step} (create): unchanged", \
-                (step, second)
+            assert second[0] == 0 and second[1][-1] == f"virtfleet: {host_name}/{step} (create): unchanged", (
+                step,
+                second,
+            )
         b = host.bridges[0]
         assert f"inet {b.address} " in lab.ip("-o", "-4", "addr", "show", "dev", b.name)
         assert f"master {b.name}" in lab.ip("-o", "link", "show", "dev", b.interface)
@@ -136,8 +146,10 @@ def converge_and_undo(fleet, rec, host_name: str) -> None:
         for step in reversed(order):
             first, second = run(sshd, commands[step][0]["delete"]), run(sshd, commands[step][0]["delete"])
             assert first[0] == 0, (step, first)
-            assert second[0] == 0 and second[1][-1] == f"virtfleet: {host_name}/{step} (delete): unchanged", \
-                (step, second)
+            assert second[0] == 0 and second[1][-1] == f"virtfleet: {host_name}/{step} (delete): unchanged", (
+                step,
+                second,
+            )
         assert f"inet {b.address} " in lab.ip("-o", "-4", "addr", "show", "dev", b.interface)
         assert not lab.ip("link", "show", "dev", b.name, check=False)
 
@@ -184,8 +196,10 @@ def test_bridge_move_rolls_back_when_the_gateway_stops_answering(stacks):
         sshd.upload(RELEASES[host.os_family], "/etc/redhat-release")
         for path, text in uploads:
             sshd.upload(text, path)
-        rules = (f'add table inet vf\nadd chain inet vf out {{ type filter hook output priority 0; }}\n'
-                 f'add rule inet vf out oifname "{b.name}" icmp type echo-request drop\n')
+        rules = (
+            f"add table inet vf\nadd chain inet vf out {{ type filter hook output priority 0; }}\n"
+            f'add rule inet vf out oifname "{b.name}" icmp type echo-request drop\n'
+        )
         subprocess.run(["ip", "netns", "exec", lab.ns, nft, "-f", "-"], input=rules, text=True, check=True)
         code, out, err = run(sshd, inputs["create"])
         assert code == 1 and "rolled back" in err and "rolling back" in "\n".join(out), (out, err)

@@ -28,6 +28,7 @@ def test_host_step_scripts_are_shellcheck_clean(stack, tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(files[rel])
         paths.append(str(path))
-    proc = subprocess.run([shellcheck, "--severity=style", "--shell=bash", *paths],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [shellcheck, "--severity=style", "--shell=bash", *paths], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -67,8 +67,7 @@ class KvmGuest(pulumi.ComponentResource):
                       else pulumi.Output.from_input(()))  # fmt: skip
         if login_key is None and not fleet.ssh.authorized_keys:
             pulumi.log.warn(
-                f"guest {guest.name}: ssh.useAgent is set and ssh.authorizedKeys is empty; "
-                "nobody can log in over SSH",
+                f"guest {guest.name}: ssh.useAgent is set and ssh.authorizedKeys is empty; nobody can log in over SSH",
                 resource=self,
             )
 

@@ -52,8 +52,13 @@ class BridgeNetwork(pulumi.ComponentResource):
         super().__init__("virtfleet:host:BridgeNetwork", f"{host.name}-{bridge.name}", None, opts)
         self.host = host
         self.bridge = bridge
-        self.step = RemoteStep(step, machine=host.name, name=step.name, connection=connection,
-                               opts=pulumi.ResourceOptions(parent=self, depends_on=after))
+        self.step = RemoteStep(
+            step,
+            machine=host.name,
+            name=step.name,
+            connection=connection,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=after),
+        )
         self.libvirt_network: libvirt.Network | None = None
         self.docker_network: docker.Network | None = None
         self.register_outputs({"bridge": bridge.name, "address": str(bridge.address)})

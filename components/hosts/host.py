@@ -26,9 +26,7 @@ class HypervisorHost(pulumi.ComponentResource):
     ``libvirt_networks`` and ``docker_networks`` (bridge name -> network).
     """
 
-    def __init__(
-        self, host: Host, *, fleet: Fleet, secrets: Secrets, opts: pulumi.ResourceOptions | None = None
-    ):
+    def __init__(self, host: Host, *, fleet: Fleet, secrets: Secrets, opts: pulumi.ResourceOptions | None = None):
         super().__init__("virtfleet:host:HypervisorHost", host.name, None, opts)
         self.host = host
         self.connection = connection_for(fleet, host.address, host.port, host.host_key, secrets.ssh)
@@ -48,15 +46,17 @@ class HypervisorHost(pulumi.ComponentResource):
             step_opts = pulumi.ResourceOptions(parent=self, depends_on=previous)
             if step.name in bridges:
                 bridge = bridges[step.name]
-                resource = BridgeNetwork(host, bridge, step=step, connection=self.connection, after=previous,
-                                         opts=step_opts)
+                resource = BridgeNetwork(
+                    host, bridge, step=step, connection=self.connection, after=previous, opts=step_opts
+                )
                 self.bridges[bridge.name] = resource
                 # Chain on the step itself: the component later also holds networks that wait for
                 # the whole host, so depending on the component would be a cycle.
                 resource = resource.step
             else:
-                resource = RemoteStep(step, machine=host.name, name=step.name, connection=self.connection,
-                                      opts=step_opts)
+                resource = RemoteStep(
+                    step, machine=host.name, name=step.name, connection=self.connection, opts=step_opts
+                )
             self.steps[step.name] = resource
             previous = [resource]
         # Guests wait for every step, not only the last: a RemoteStep's Command does not (yet)
@@ -93,8 +93,12 @@ class HypervisorHost(pulumi.ComponentResource):
         self.libvirt_networks: dict[str, libvirt.Network] = {}
         self.docker_networks: dict[str, docker.Network] = {}
         for bridge in self.bridges.values():
-            bridge.attach(fleet, libvirt_provider=self.libvirt_provider, docker_provider=self.docker_provider,
-                          depends_on=self.ready)
+            bridge.attach(
+                fleet,
+                libvirt_provider=self.libvirt_provider,
+                docker_provider=self.docker_provider,
+                depends_on=self.ready,
+            )
             if bridge.libvirt_network is not None:
                 self.libvirt_networks[bridge.bridge.name] = bridge.libvirt_network
             if bridge.docker_network is not None:

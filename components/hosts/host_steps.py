@@ -82,8 +82,12 @@ def host_steps(host: Host, fleet: Fleet) -> list[RenderedStep]:
     kernels = any(s.kernel for s in setups.values())
     steps = [
         render_step(
-            host.name, "preflight", "preflight", family=host.os_family,
-            family_pattern=FAMILY_PATTERNS[host.os_family], cpu_virt_roles=", ".join(cpu_roles),
+            host.name,
+            "preflight",
+            "preflight",
+            family=host.os_family,
+            family_pattern=FAMILY_PATTERNS[host.os_family],
+            cpu_virt_roles=", ".join(cpu_roles),
             disk_minimums=[d for d in DISK_MINIMUMS if kernels or d[0] != "/boot"],
         ),
         render_step(host.name, "selinux", "selinux", mode=host.selinux),
@@ -99,8 +103,9 @@ def host_steps(host: Host, fleet: Fleet) -> list[RenderedStep]:
     steps.append(render_step(host.name, "hostname", "hostname", fqdn=f"{host.name}.{fleet.domain}"))
     steps.append(render_step(host.name, "hosts-file", "hosts-file", entries=hosts_entries(fleet)))
     if host.firewall:
-        steps.append(render_step(host.name, "firewall", "firewall", services=["ssh"],
-                                 ports=firewall_ports(host, fleet)))
+        steps.append(
+            render_step(host.name, "firewall", "firewall", services=["ssh"], ports=firewall_ports(host, fleet))
+        )
     steps += [bridge_step(host, b) for b in host.bridges]
     steps += [role_step(host, role) for role in host.roles]
     for role, setup in setups.items():

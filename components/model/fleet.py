@@ -78,9 +78,7 @@ def _parse_guest(raw: Any, index: int, problems: list[Problem]) -> Guest | None:
     kind = raw.get("type")
     model = GUEST_TYPES.get(kind) if isinstance(kind, str) else None
     if model is None:
-        problems.append(
-            Problem(key_path("guests", index, "type"), f"must be one of {', '.join(GUEST_TYPES)}", kind)
-        )
+        problems.append(Problem(key_path("guests", index, "type"), f"must be one of {', '.join(GUEST_TYPES)}", kind))
         return None
     return _parse_one(model, raw, ("guests", index), problems)
 
@@ -102,9 +100,7 @@ def load_fleet(config: Mapping[str, Any], secret_keys: frozenset[str] | set[str]
             problems.append(Problem(key_path(key), f"unknown key; virtfleet's keys are {known}"))
     for key in SECRET_KEYS:
         if key in config and key not in secret_keys:
-            problems.append(
-                Problem(key_path(key), f"is stored in plain text; run `pulumi config set --secret {key}`")
-            )
+            problems.append(Problem(key_path(key), f"is stored in plain text; run `pulumi config set --secret {key}`"))
 
     parts: dict[str, Any] = {}
     if config.get("domain") is not None:
@@ -112,9 +108,7 @@ def load_fleet(config: Mapping[str, Any], secret_keys: frozenset[str] | set[str]
         if isinstance(domain, str) and _DOMAIN.fullmatch(domain):
             parts["domain"] = domain
         else:
-            problems.append(
-                Problem(key_path("domain"), "must be a DNS domain such as example.internal", domain)
-            )
+            problems.append(Problem(key_path("domain"), "must be a DNS domain such as example.internal", domain))
     if config.get("ssh") is not None:
         parts["ssh"] = _parse_one(SshAccess, config["ssh"], ("ssh",), problems)
     parts["hosts"] = _parse_list(

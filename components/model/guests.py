@@ -88,9 +88,7 @@ class XenGuest(Guest):
     required_role: ClassVar[Role] = Role.XEN
     type: Literal["xen"]
     mode: Literal["pvh", "hvm", "pv"] = "pvh"
-    image: HttpUrl | None = Field(
-        None, description="raw/qcow2 disk image; default: the os family's cloud image"
-    )
+    image: HttpUrl | None = Field(None, description="raw/qcow2 disk image; default: the os family's cloud image")
     on_reboot: Literal["restart", "destroy", "preserve"] = "restart"
     on_crash: Literal["restart", "destroy", "preserve", "coredump-destroy"] = "restart"
 
@@ -124,9 +122,7 @@ class DockerGuest(Guest):
     required_role: ClassVar[Role] = Role.DOCKER
     needs_network: ClassVar[bool] = False
     type: Literal["docker"]
-    image: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._/:@-]*$")] = Field(
-        description="e.g. httpd:2.4"
-    )
+    image: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._/:@-]*$")] = Field(description="e.g. httpd:2.4")
     disk_gib: int = Field(0, ge=0, alias="diskGiB", description="containers use the host's image store")
     ports: tuple[PortMapping, ...] = ()
     env: dict[str, SafeText] = Field(default_factory=dict)

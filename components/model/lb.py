@@ -58,9 +58,9 @@ class LoadBalancer(Frozen):
         "(an in-memory ring forwarded over one connection, off the request path) or udp, port 514 (the "
         "seed's wiring: one datagram per request)",
     )
-    timeouts_ms: dict[
-        Literal["connect", "client", "server", "httpRequest", "httpKeepAlive", "queue"], int
-    ] = Field(default_factory=dict, description="overrides of the tier's timeout defaults")
+    timeouts_ms: dict[Literal["connect", "client", "server", "httpRequest", "httpKeepAlive", "queue"], int] = Field(
+        default_factory=dict, description="overrides of the tier's timeout defaults"
+    )
 
     @property
     def stats_bind(self) -> Endpoint:

@@ -65,24 +65,22 @@ def host_rules(hosts: Indexed) -> list[Problem]:
         for role in EL7_ONLY_ROLES.keys() & set(host.roles):
             if host.os_family != "el7":
                 problems.append(
-                    Problem(key_path("hosts", i, "osFamily"), f"the {role} role needs el7: {EL7_ONLY_ROLES[role]}",
-                            host.os_family)
+                    Problem(
+                        key_path("hosts", i, "osFamily"),
+                        f"the {role} role needs el7: {EL7_ONLY_ROLES[role]}",
+                        host.os_family,
+                    )
                 )
         for pair, reason in ROLE_CONFLICTS.items():
             if pair <= set(host.roles):
                 a, b = sorted(pair)
-                problems.append(
-                    Problem(key_path("hosts", i, "roles"), f"{a} and {b} cannot share a host: {reason}")
-                )
+                problems.append(Problem(key_path("hosts", i, "roles"), f"{a} and {b} cannot share a host: {reason}"))
         problems += _duplicates(
             [(key_path("hosts", i, "bridges", j, "name"), b.name) for j, b in enumerate(host.bridges)],
             "the bridge name",
         )
         problems += _duplicates(
-            [
-                (key_path("hosts", i, "bridges", j, "interface"), b.interface)
-                for j, b in enumerate(host.bridges)
-            ],
+            [(key_path("hosts", i, "bridges", j, "interface"), b.interface) for j, b in enumerate(host.bridges)],
             "the interface",
         )
         for j, bridge in enumerate(host.bridges):
@@ -102,9 +100,7 @@ def host_rules(hosts: Indexed) -> list[Problem]:
                 bridge.address.network.broadcast_address,
             ):
                 problems.append(
-                    Problem(
-                        f"{path}.address", "is the subnet's network or broadcast address", str(bridge.address)
-                    )
+                    Problem(f"{path}.address", "is the subnet's network or broadcast address", str(bridge.address))
                 )
     return problems
 
@@ -174,9 +170,7 @@ def _guest_address(i: int, guest: Guest, host: Host) -> list[Problem]:
 def unique_addresses(hosts: Indexed, guests: Indexed) -> list[Problem]:
     ips: list[tuple[str, IPv4Address]] = []
     for i, host in hosts:
-        ips += [
-            (key_path("hosts", i, "bridges", j, "address"), b.address.ip) for j, b in enumerate(host.bridges)
-        ]
+        ips += [(key_path("hosts", i, "bridges", j, "address"), b.address.ip) for j, b in enumerate(host.bridges)]
     ips += [(key_path("guests", i, "network", "ip"), g.network.ip) for i, g in guests if g.network]
     macs = [(key_path("guests", i, "network", "mac"), g.network.mac) for i, g in guests if g.network]
     ctids = [(key_path("guests", i, "ctid"), g.ctid) for i, g in guests if isinstance(g, OpenvzGuest)]
@@ -300,17 +294,11 @@ def load_balancer_rules(by_host: dict[str, Host], guests: Indexed, lb: LoadBalan
             path = key_path("loadBalancer", group, j)
             guest = by_guest.get(name)
             if guest is None:
-                problems.append(
-                    Problem(path, f"names no guest; guests are {', '.join(by_guest) or 'none'}", name)
-                )
+                problems.append(Problem(path, f"names no guest; guests are {', '.join(by_guest) or 'none'}", name))
             elif guest.network is None:
-                problems.append(
-                    Problem(path, "a web server needs network.ip so the balancer can reach it", name)
-                )
+                problems.append(Problem(path, "a web server needs network.ip so the balancer can reach it", name))
             elif group == "backups" and name in lb.backends:
-                problems.append(
-                    Problem(path, "is already a backend; a server is either backend or backup", name)
-                )
+                problems.append(Problem(path, "is already a backend; a server is either backend or backup", name))
             elif name == lb.node:
                 problems.append(Problem(path, "the balancer node cannot balance onto itself", name))
     return problems

@@ -117,9 +117,14 @@ class NetLab:
         self._entered = True
         self.tmp = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
         # Own session: a Ctrl-C to the test's process group must not take the safety net down first.
-        self._watchdog = subprocess.Popen(["sh", "-c", _WATCHDOG, "sh", str(self.tmp)], stdin=subprocess.PIPE,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                          start_new_session=True, text=True)
+        self._watchdog = subprocess.Popen(
+            ["sh", "-c", _WATCHDOG, "sh", str(self.tmp)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            text=True,
+        )
         try:
             self._add_namespace(self.switch_ns)
             self.ip("-n", self.switch_ns, "link", "add", self.bridge, "type", "bridge")
@@ -148,8 +153,7 @@ class NetLab:
         namespace = f"{self.prefix}-{name}"
         port = f"{self.prefix}-{len(self.machines)}"
         self._add_namespace(namespace)
-        self.ip("-n", self.switch_ns, "link", "add", port, "type", "veth", "peer", "name", "eth0",
-                "netns", namespace)
+        self.ip("-n", self.switch_ns, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", namespace)
         self.ip("-n", self.switch_ns, "link", "set", port, "master", self.bridge, "up")
         self.ip("-n", namespace, "link", "set", "lo", "up")
         for interface in interfaces:
@@ -216,8 +220,9 @@ class NetLab:
 
     def _empty_and_delete(self, namespace: str) -> list[str]:
         for _ in range(20):
-            pids = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True,
-                                  timeout=10).stdout.split()
+            pids = subprocess.run(
+                ["ip", "netns", "pids", namespace], capture_output=True, text=True, timeout=10
+            ).stdout.split()
             if not pids:
                 break
             for pid in pids:
@@ -301,20 +306,37 @@ class Machine(ServicesMixin):
         Every step execs, so the returned process is ``argv`` itself.
         """
         binds = " && ".join(f'mount -n --bind "${i + 1}" {d}' for i, d in enumerate(self._private))
-        script = f"{binds} && shift {len(self._private)} && exec \"$@\""
-        return ["ip", "netns", "exec", self.namespace, "unshare", "--mount", "--propagation", "private",
-                "--", "sh", "-c", script, "sh", *map(str, self._private.values()), *map(str, argv)]
+        script = f'{binds} && shift {len(self._private)} && exec "$@"'
+        return [
+            "ip",
+            "netns",
+            "exec",
+            self.namespace,
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            *map(str, self._private.values()),
+            *map(str, argv),
+        ]
 
-    def run(self, argv: Sequence[str], *, check: bool = True, timeout: float = 10.0,
-            **kw) -> subprocess.CompletedProcess:
+    def run(
+        self, argv: Sequence[str], *, check: bool = True, timeout: float = 10.0, **kw
+    ) -> subprocess.CompletedProcess:
         """Run a short command on this machine and wait (bounded) for it; output captured as text."""
         kw.setdefault("capture_output", True)
         kw.setdefault("text", True)
         kw.setdefault("env", _ENV)
         result = subprocess.run(self.command(argv), timeout=timeout, **kw)
         if check and result.returncode != 0:
-            raise NetLabError(f"{self.name}: {' '.join(map(str, argv))} exited {result.returncode}:\n"
-                              f"{result.stdout}{result.stderr}")
+            raise NetLabError(
+                f"{self.name}: {' '.join(map(str, argv))} exited {result.returncode}:\n{result.stdout}{result.stderr}"
+            )
         return result
 
     def popen(self, argv: Sequence[str], *, label: str | None = None, **kw) -> subprocess.Popen:

@@ -205,15 +205,22 @@ class ServicesMixin:
             return bool(found)
 
         if not wait_until(seen, timeout):
-            raise NetLabError(f"{self.name}: no line matching {pattern!r} in {path} after {timeout}s:\n"
-                              f"{self.read_log(path)[-2000:]}")
+            raise NetLabError(
+                f"{self.name}: no line matching {pattern!r} in {path} after {timeout}s:\n{self.read_log(path)[-2000:]}"
+            )
         return found[0]
 
     # -- clients -------------------------------------------------------------------------------
 
-    def http_get(self, url: str, headers: dict[str, str] | None = None,
-                 cookie_jar: str | os.PathLike | None = None, auth: tuple[str, str] | None = None,
-                 timeout: float = 2, extra_args: Sequence[str] = ()) -> HttpResponse:
+    def http_get(
+        self,
+        url: str,
+        headers: dict[str, str] | None = None,
+        cookie_jar: str | os.PathLike | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float = 2,
+        extra_args: Sequence[str] = (),
+    ) -> HttpResponse:
         """GET ``url`` with curl from this machine; never raises for an HTTP-level failure.
 
         A refused or timed-out request comes back as ``status=0`` with curl's message in
@@ -223,8 +230,17 @@ class ServicesMixin:
         ``extra_args`` go to curl as they are (``["-k"]`` for a self-signed certificate,
         ``["-X", "HEAD"]``).
         """
-        argv = [require_tool("curl"), "-sS", "-i", "--noproxy", "*", "--max-time", str(timeout),
-                "--connect-timeout", str(timeout)]
+        argv = [
+            require_tool("curl"),
+            "-sS",
+            "-i",
+            "--noproxy",
+            "*",
+            "--max-time",
+            str(timeout),
+            "--connect-timeout",
+            str(timeout),
+        ]
         for name, value in (headers or {}).items():
             argv += ["-H", f"{name}: {value}"]
         if auth is not None:
@@ -238,15 +254,25 @@ class ServicesMixin:
             response = HttpResponse(response.status, response.headers, response.body, response.cookies, error)
         return response
 
-    def wrk(self, url: str, duration_s: int, connections: int, threads: int = 1,
-            extra_args: Sequence[str] = ()) -> WrkResult:
+    def wrk(
+        self, url: str, duration_s: int, connections: int, threads: int = 1, extra_args: Sequence[str] = ()
+    ) -> WrkResult:
         """Load ``url`` with real wrk from this machine for ``duration_s`` seconds; parse its summary.
 
         wrk's own request timeout stays at its 2 s default unless ``extra_args`` says otherwise;
         the process itself is bounded at ``duration_s + 15`` seconds.
         """
-        argv = [require_tool("wrk"), "-t", str(threads), "-c", str(connections), "-d", f"{int(duration_s)}s",
-                *extra_args, url]
+        argv = [
+            require_tool("wrk"),
+            "-t",
+            str(threads),
+            "-c",
+            str(connections),
+            "-d",
+            f"{int(duration_s)}s",
+            *extra_args,
+            url,
+        ]
         result = self.run(argv, check=False, timeout=duration_s + 15)
         if result.returncode != 0:
             raise NetLabError(f"wrk exited {result.returncode}:\n{result.stdout}{result.stderr}")
