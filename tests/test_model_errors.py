@@ -278,6 +278,12 @@ CASES: list[tuple[str, Callable[[dict], None], str, str]] = [
         "itself",
     ),
     (
+        "openvz-family-vs-template",
+        lambda v: guest(v, "webserver3").update(osFamily="el9"),
+        "virtfleet:guests[5].osFamily",
+        "centos-7-x86_64-minimal is el7",
+    ),
+    (
         "lb-node-el7",
         lambda v: guest(v, "haproxy").update(osFamily="el7"),
         "virtfleet:loadBalancer.node",

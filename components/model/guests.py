@@ -6,6 +6,7 @@ A new guest type is a new class here (with ``required_role``) plus a component f
 
 from __future__ import annotations
 
+import re
 from ipaddress import IPv4Address
 from typing import Annotated, ClassVar, Literal
 
@@ -93,12 +94,33 @@ class XenGuest(Guest):
     on_crash: Literal["restart", "destroy", "preserve", "coredump-destroy"] = "restart"
 
 
+# An OS template's name says its release: centos-7-x86_64-minimal, almalinux-9-x86_64, ...
+_TEMPLATE_RELEASE = re.compile(r"^(?:centos|rhel|almalinux|rocky|oraclelinux|scientific|vzlinux)-(\d+)\b")
+DEFAULT_OSTEMPLATE = "centos-7-x86_64-minimal"
+
+
+def ostemplate_family(ostemplate: str) -> str | None:
+    """el7/el9 for a template named after an EL 7 or 9 release; None when the name does not tell."""
+    match = _TEMPLATE_RELEASE.match(ostemplate)
+    return {"7": "el7", "9": "el9"}.get(match.group(1)) if match else None
+
+
 class OpenvzGuest(Guest):
     required_role: ClassVar[Role] = Role.OPENVZ
     type: Literal["openvz"]
     ctid: int = Field(ge=101, le=2147483647, description="container ID; 0-100 are reserved")
-    ostemplate: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]+$")] = "centos-7-x86_64-minimal"
+    ostemplate: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]+$")] = DEFAULT_OSTEMPLATE
     nameservers: tuple[IPv4Address, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _family_from_template(cls, data):
+        """Without osFamily, a container runs what its template holds (the default: CentOS 7)."""
+        if isinstance(data, dict) and "osFamily" not in data and "os_family" not in data:
+            family = ostemplate_family(str(data.get("ostemplate", DEFAULT_OSTEMPLATE)))
+            if family is not None:
+                data = {**data, "osFamily": family}
+        return data
 
 
 class VirtualboxGuest(Guest):

@@ -13,7 +13,7 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from .errors import Problem, key_path
-from .guests import DockerGuest, Guest, OpenvzGuest
+from .guests import DockerGuest, Guest, OpenvzGuest, ostemplate_family
 from .hosts import EL7_ONLY_ROLES, ROLE_CONFLICTS, Host
 from .lb import LoadBalancer
 
@@ -129,6 +129,17 @@ def guest_placement(by_host: dict[str, Host], guests: Indexed) -> list[Problem]:
             )
         if guest.network is not None:
             problems += _guest_address(i, guest, host)
+        if isinstance(guest, OpenvzGuest):
+            family = ostemplate_family(guest.ostemplate)
+            if family is not None and family != guest.os_family:
+                problems.append(
+                    Problem(
+                        key_path("guests", i, "osFamily"),
+                        f"ostemplate {guest.ostemplate} is {family}; the container runs what its template "
+                        "holds (leave osFamily out to take it from the template)",
+                        guest.os_family,
+                    )
+                )
     return problems
 
 

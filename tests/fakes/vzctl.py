@@ -42,11 +42,15 @@ CONF_DIR = Path("/etc/vz/conf")
 CONTAINER_DIRS = ("etc", "boot", "root", "home", "srv", "opt", "tmp", "run", "var")  # var last: ROOTS is in it
 TEMPLATES = {
     "centos-7-x86_64": "CentOS Linux release 7.9.2009 (Core)\n",
+    "centos-7-x86_64-minimal": "CentOS Linux release 7.9.2009 (Core)\n",
     "almalinux-8-x86_64": "AlmaLinux release 8.9 (Midnight Oncilla)\n",
     "almalinux-9-x86_64": "AlmaLinux release 9.3 (Shamrock Pampas Cat)\n",
     "centos-9-stream-x86_64": "CentOS Stream release 9\n",
 }
-EXEC_PATH = f"{FAKES_BIN}:/bin:/sbin:/usr/bin:/usr/sbin"
+# The container's /tmp, /root, /home... hide the host's, and with them this repository wherever it
+# was cloned: its fakes are bind-mounted at EXEC_FAKES first, a directory no container shadows.
+EXEC_FAKES = "/mnt"
+EXEC_PATH = f"{EXEC_FAKES}/bin:/bin:/sbin:/usr/bin:/usr/sbin"
 CREATE_OPTIONS = {"--ostemplate", "--config", "--hostname", "--ipadd", "--name", "--private", "--root", "--layout"}
 STARTSTOP_OPTIONS = {"start": {"--wait", "--force"}, "stop": {"--fast"}, "restart": {"--wait", "--force", "--fast"}}
 ACTIONS = {"create", "start", "stop", "restart", "status", "exec", "exec2", "destroy", "delete"}
@@ -54,6 +58,7 @@ ACTIONS = {"create", "start", "stop", "restart", "status", "exec", "exec2", "des
 ENTER = """\
 set -e
 root=$1 name=$2 mode=$3 command=$4
+mount --bind "$7" "$8"
 for d in $5; do [ -d "/$d" ] && mount --bind "$root/$d" "/$d"; done
 hostname "$name"
 cd /
@@ -220,7 +225,7 @@ def enter(ctid: str, ct: dict, action: str, args: list[str]) -> None:
     argv = [
         "unshare", "--mount", "--propagation", "private", "--uts", "--pid", "--fork", "--kill-child",
         "--mount-proc", "/bin/sh", "-c", ENTER, "vzctl-exec", str(ROOTS / ctid), ct["hostname"], action,
-        command, " ".join(CONTAINER_DIRS), EXEC_PATH,
+        command, " ".join(CONTAINER_DIRS), EXEC_PATH, str(FAKES_BIN.parent), EXEC_FAKES,
     ]  # fmt: skip
     os.execvp(argv[0], argv)
 
