@@ -3,8 +3,9 @@
 ARCHITECTURE §2: triggers carry a digest of everything rendered, so a change re-runs exactly
 this step (``update`` is the create script: re-running it is safe because it is idempotent, and
 an update never runs the delete script); values travel in the script text, never in
-``environment``; steps that carry a secret embed their files, mark the command secret and turn
-logging off.
+``environment``; steps that carry a secret embed their files, send their create script on
+stdin behind a fixed command line (``steps.STDIN_RUNNER``: no secret in any process's argv), mark
+stdin and delete secret and turn logging off.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_command as command
 
-from .steps import RenderedStep, as_command
+from .steps import STDIN_RUNNER, RenderedStep, as_command
 
 
 class RemoteStep(pulumi.ComponentResource):
@@ -65,16 +66,20 @@ class RemoteStep(pulumi.ComponentResource):
                         opts=child,
                     )
                 )
-        create = resolved.apply(lambda s: as_command(s.create))
-        delete = resolved.apply(lambda s: as_command(s.delete))
         if secret:
-            create, delete = pulumi.Output.secret(create), pulumi.Output.secret(delete)
+            # The secret create script goes on stdin; the command line is the fixed STDIN_RUNNER.
+            create, stdin = STDIN_RUNNER, pulumi.Output.secret(resolved.apply(lambda s: s.create))
+            delete = pulumi.Output.secret(resolved.apply(lambda s: as_command(s.delete, stdin=True)))
+        else:
+            create, stdin = resolved.apply(lambda s: as_command(s.create)), None
+            delete = resolved.apply(lambda s: as_command(s.delete))
         self.command = command.remote.Command(
             f"{machine}-{name}",
             connection=connection,
             create=create,
             update=create,
             delete=delete,
+            stdin=stdin,
             triggers=[resolved.apply(lambda s: s.digest)],
             logging=command.remote.Logging.NONE if secret else command.remote.Logging.STDOUT_AND_STDERR,
             add_previous_output_in_env=False,

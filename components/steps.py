@@ -93,12 +93,22 @@ def render_step(
     return RenderedStep(machine, name, scripts["create"], scripts["delete"], files, lock, secret, content_digest)
 
 
-def as_command(script: str) -> str:
+# A secret step's script travels on the SSH session's stdin (pulumi-command's ``stdin``), never in
+# the command text: a command line is readable by every local user in /proc/<pid>/cmdline while
+# it runs, and auditd's execve records keep it. This runner reads the script into a variable, gives
+# the script's own commands /dev/null as stdin, and evaluates it in the same bash.
+STDIN_RUNNER = "/bin/bash -c 'vf_script=$(cat) && exec </dev/null && eval \"$vf_script\"' virtfleet-step"
+
+
+def as_command(script: str, *, stdin: bool = False) -> str:
     """The command string pulumi-command sends: bash runs the script whatever the login shell is.
 
     The script travels in the command text (never the ``environment`` field, which sshd drops
     without AcceptEnv), so the delete script is self-contained when it runs after later changes.
+    ``stdin=True``: the command also runs with stdin from /dev/null, for the non-secret scripts of a
+    resource whose stdin carries a secret script (pulumi-command sends one stdin to every action).
     """
     if f"\n{_WRAP}\n" in f"\n{script}":
         raise ValueError(f"a step script may not contain the line {_WRAP}")
-    return f"/bin/bash -c \"$(cat <<'{_WRAP}'\n{script}{_WRAP}\n)\" virtfleet-step"
+    command = f"/bin/bash -c \"$(cat <<'{_WRAP}'\n{script}{_WRAP}\n)\" virtfleet-step"
+    return f"{command} </dev/null" if stdin else command

@@ -16,6 +16,7 @@ from support.tools import require_tool
 from components.haproxy_config import render_haproxy_cfg, render_rsyslog_conf
 from components.haproxy_tier import render_config_step, render_install_step
 from components.haproxy_web import web_server_steps
+from components.steps import STDIN_RUNNER
 from plan.mocks import SECRET_MARK, placeholder
 from plan.run import load_stack
 from plan.write import machine_files
@@ -68,7 +69,12 @@ def test_config_step_is_secret_and_its_text_masked(planned):
     masked = config.masked_inputs()
     assert masked["createScript"] == SECRET_MARK and masked["files"] == SECRET_MARK
     (command,) = [c for c in rec.children(config.urn) if c.type == "command:remote:Command"]
-    assert command.masked_inputs()["create"] == SECRET_MARK
+    masked = command.masked_inputs()
+    assert masked["stdin"] == masked["delete"] == SECRET_MARK
+    # The script (stats password, TLS key) travels on stdin; no process's argv ever holds it.
+    assert command.inputs["create"] == command.inputs["update"] == STDIN_RUNNER
+    assert placeholder("random-password") in command.inputs["stdin"]
+    assert placeholder("random-password") not in command.inputs["create"] + command.inputs["delete"]
     assert command.inputs["logging"] == "none"
 
 

@@ -29,7 +29,7 @@ from support.tools import require_root, require_tool
 import components.haproxy_tier as haproxy_tier
 from components.haproxy_config import CONFIG_PATH, HTTPD_MOVES, RSYSLOG_PATH, TMPFILES_PATH, balancer_ports
 from components.haproxy_web import SEED_FIREWALL_PORTS, web_server_steps
-from components.steps import STAGING, as_command
+from components.steps import STAGING, STDIN_RUNNER, as_command
 from plan.mocks import placeholder
 from plan.run import load_stack, run_program
 
@@ -86,6 +86,7 @@ class Step:
     create: str
     delete: str
     uploads: tuple[tuple[str, str], ...]  # (remote path, text)
+    stdin: str | None = None  # a secret step's create script (pulumi-command sends it to every action)
 
     def installed(self) -> dict[str, str]:
         """What the frame installs from the uploads: destination path -> text."""
@@ -109,11 +110,12 @@ def recorded(rec, machine: str, name: str) -> Step:
         for r in rec.of_type("command:remote:CopyToRemote")
         if r.parent == command.parent
     )
-    return Step(machine, name, command.inputs["create"], command.inputs["delete"], uploads)
+    inputs = command.inputs
+    return Step(machine, name, inputs["create"], inputs["delete"], uploads, inputs.get("stdin"))
 
 
-def run(sshd: LoopbackSshd, command: str) -> Result:
-    proc = sshd.run(command, timeout=120)
+def run(sshd: LoopbackSshd, command: str, stdin: str | None = None) -> Result:
+    proc = sshd.run(command, timeout=120, input=stdin)
     return Result(proc.returncode, proc.stdout.strip().splitlines(), proc.stderr)
 
 
@@ -156,10 +158,10 @@ def upload(sshd: LoopbackSshd, step: Step, replace: dict[str, str] | None = None
 
 def converge(sshd: LoopbackSshd, step: Step) -> None:
     """Run create twice: the first must change the machine, the second nothing at all."""
-    first = run(sshd, step.create)
+    first = run(sshd, step.create, step.stdin)
     assert first.code == 0 and first.last == step.report("create", "changed"), f"first create:\n{first}"
     before = ok(sshd, SNAPSHOT)
-    second = run(sshd, step.create)
+    second = run(sshd, step.create, step.stdin)
     assert second.code == 0 and second.last == step.report("create", "unchanged"), f"second create:\n{second}"
     assert not [line for line in second.out if line.startswith("changed:")], f"second create:\n{second}"
     assert ok(sshd, SNAPSHOT) == before, "the second create changed files or the fakes' state"
@@ -168,11 +170,11 @@ def converge(sshd: LoopbackSshd, step: Step) -> None:
 def undo(sshd: LoopbackSshd, step: Step, *, runtime_port: bool = True) -> None:
     """Run delete twice: changed, then unchanged and really nothing (with ``runtime_port``, a
     runtime-only firewall port survives: the second delete must not reload firewalld)."""
-    first = run(sshd, step.delete)
+    first = run(sshd, step.delete, step.stdin)
     assert first.code == 0 and first.last == step.report("delete", "changed"), f"first delete:\n{first}"
     prepare = "systemctl is-active -q firewalld && firewall-cmd -q --add-port=9/udp; " if runtime_port else ""
     before = ok(sshd, prepare + SNAPSHOT)
-    second = run(sshd, step.delete)
+    second = run(sshd, step.delete, step.stdin)
     assert second.code == 0 and second.last == step.report("delete", "unchanged"), f"second delete:\n{second}"
     assert ok(sshd, SNAPSHOT) == before, "the second delete changed files or the fakes' state"
 
@@ -401,10 +403,11 @@ def test_httpd_on_the_balancer_gives_up_443_https_too(prod):
 # -- haproxy-config ----------------------------------------------------------------------------------
 
 
-def config_command(fleet, *, password: str) -> tuple[str, str]:
-    """(create command, haproxy.cfg) of the config step rendered with another stats password."""
+def config_script(fleet, *, password: str) -> tuple[str, str]:
+    """(create script, sent on stdin behind STDIN_RUNNER; haproxy.cfg) of the config step rendered
+    with another stats password."""
     step = haproxy_tier.render_config_step(fleet.load_balancer, fleet, stats_password=password, certificate_pem=None)
-    return as_command(step.create), step.files[0].content
+    return step.create, step.files[0].content
 
 
 def balancer_with_haproxy(sshd: LoopbackSshd, fleet, rec) -> tuple[Step, Step]:
@@ -423,15 +426,16 @@ def test_the_recorded_config_command_is_the_secret_render(prod):
     """What the other config tests run besides the recorded text differs only in the candidate."""
     fleet, rec = prod
     command = rec.named(f"{fleet.load_balancer.node}-haproxy-config", "command:remote:Command")
-    assert {"create", "update", "delete"} <= command.secret_paths and command.inputs["logging"] == "none"
-    assert STATS_PASSWORD in command.inputs["create"], "the mocks' known password is in the recorded text"
-    assert config_command(fleet, password=STATS_PASSWORD)[0] == command.inputs["create"]
+    assert {"stdin", "delete"} <= command.secret_paths and command.inputs["logging"] == "none"
+    assert command.inputs["create"] == command.inputs["update"] == STDIN_RUNNER, "no secret on a command line"
+    assert STATS_PASSWORD in command.inputs["stdin"], "the mocks' known password is in the recorded script"
+    assert config_script(fleet, password=STATS_PASSWORD)[0] == command.inputs["stdin"]
 
 
 def test_haproxy_config_is_checked_installed_started_and_reloaded(prod):
     require_real_tools()
     fleet, rec = prod
-    _, cfg = config_command(fleet, password=STATS_PASSWORD)
+    _, cfg = config_script(fleet, password=STATS_PASSWORD)
     with LoopbackSshd() as sshd:
         _, step = balancer_with_haproxy(sshd, fleet, rec)
         converge(sshd, step)
@@ -441,8 +445,8 @@ def test_haproxy_config_is_checked_installed_started_and_reloaded(prod):
         assert got["service"][1].split() == ["enabled", "active"], got["service"]
         assert [j for j in jobs(got["jobs"][1]) if j[1] == "haproxy.service"] == [("start", "haproxy.service")], got
 
-        changed, changed_cfg = config_command(fleet, password="an0ther test pass'word")
-        result = run(sshd, changed)
+        changed, changed_cfg = config_script(fleet, password="an0ther test pass'word")
+        result = run(sshd, STDIN_RUNNER, changed)
         assert result.code == 0 and result.last == step.report("create", "changed"), str(result)
         got = probe(sshd, cfg=f"cat {CONFIG_PATH}", jobs=JOBS)
         assert got["cfg"][1] == changed_cfg
@@ -463,13 +467,13 @@ def test_a_config_haproxy_rejects_leaves_the_running_balancer_alone(prod, monkey
     monkeypatch.setattr(
         haproxy_tier, "render_haproxy_cfg", lambda *a, **k: render(*a, **k) + "    no-such-keyword on\n"
     )
-    broken, _ = config_command(fleet, password="an0ther test password")
+    broken, _ = config_script(fleet, password="an0ther test password")
     with LoopbackSshd() as sshd:
         _, step = balancer_with_haproxy(sshd, fleet, rec)
-        assert run(sshd, step.create).code == 0
+        assert run(sshd, step.create, step.stdin).code == 0
         state = f"sha256sum {CONFIG_PATH}; stat -c %a {CONFIG_PATH}; {JOBS}; systemctl is-active haproxy"
         before = ok(sshd, state)
-        result = run(sshd, broken)
+        result = run(sshd, STDIN_RUNNER, broken)
         assert result.code == 1, f"haproxy -c must reject the candidate:\n{result}"
         assert "haproxy -c rejects the rendered configuration" in result.err, str(result)
         assert "no-such-keyword" in result.err and "[ALERT]" in result.err, f"haproxy's own words:\n{result}"
