@@ -52,8 +52,10 @@ _TIMEOUT_KEYWORDS = {
     "httpKeepAlive": "http-keep-alive",
     "queue": "queue",
 }
-# Failover: a request whose server dies under it is retried (3 times, each on another server),
-# on any error HAProxy can safely retry: refused/reset connections, empty or junk responses, 5xx.
+# Failover: a request whose server dies under it is retried up to 3 times, each retry on another
+# server (``option redispatch 1``: also for a client pinned by the cookie), on every retryable error:
+# refused/reset connections, empty or junk responses, 5xx. Only GET/HEAD are replayed after the
+# request reached a server; any other method is retried only when its connection failed.
 RETRIES = 3
 RETRY_ON = "all-retryable-errors"
 # Needs about 2 x maxconn file descriptors; 4096 fits common hard limits (here: 20000).
@@ -149,14 +151,23 @@ def render_tmpfiles_conf() -> str:
     return render("tmpfiles.d-virtfleet-haproxy.conf.j2", directory=ADMIN_SOCKET.rsplit("/", 1)[0])
 
 
-def balancer_ports(lb: LoadBalancer) -> list[int]:
-    """TCP ports haproxy binds on the node (opened in its firewall)."""
-    ports = [lb.frontend.port]
+def _binds(lb: LoadBalancer) -> list[tuple[Endpoint, int]]:
+    binds = [(lb.frontend, lb.frontend.port)]
     if lb.https.enabled:
-        ports.append(lb.https.port)
+        binds.append((lb.frontend, lb.https.port))
     if lb.stats.enabled:
-        ports.append(lb.stats_bind.port)
-    return ports
+        binds.append((lb.stats_bind, lb.stats_bind.port))
+    return binds
+
+
+def balancer_ports(lb: LoadBalancer) -> list[int]:
+    """TCP ports haproxy binds on the node (httpd gives up any of them it listens on)."""
+    return [port for _, port in _binds(lb)]
+
+
+def firewall_ports(lb: LoadBalancer) -> list[int]:
+    """The ports of ``balancer_ports`` that others reach: a bind on loopback needs no open port."""
+    return [port for endpoint, port in _binds(lb) if not endpoint.address.is_loopback]
 
 
 def _url(scheme: str, endpoint: Endpoint, port: int, fleet: Fleet, node: str, path: str = "/") -> str:
@@ -175,4 +186,6 @@ def frontend_url(lb: LoadBalancer, fleet: Fleet) -> str:
 def stats_url(lb: LoadBalancer, fleet: Fleet) -> str | None:
     if not lb.stats.enabled:
         return None
-    return _url("http", lb.stats_bind, lb.stats_bind.port, fleet, lb.node, lb.stats.uri)
+    # With HTTPS on, the stats page is HTTPS too: its Basic-auth password never crosses the wire in clear.
+    scheme = "https" if lb.https.enabled else "http"
+    return _url(scheme, lb.stats_bind, lb.stats_bind.port, fleet, lb.node, lb.stats.uri)

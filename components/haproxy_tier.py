@@ -29,6 +29,7 @@ from .haproxy_config import (
     RSYSLOG_PATH,
     TMPFILES_PATH,
     balancer_ports,
+    firewall_ports,
     frontend_url,
     render_haproxy_cfg,
     render_rsyslog_conf,
@@ -63,7 +64,7 @@ def render_install_step(lb: LoadBalancer, fleet: Fleet) -> RenderedStep:
         tmpfiles=TMPFILES_PATH,
         rsyslog_conf=RSYSLOG_PATH,
         httpd_moves=sorted((old, new) for old, new in HTTPD_MOVES.items() if old in ports),
-        firewall_ports=[f"{p}/tcp" for p in sorted(ports)],
+        firewall_ports=[f"{p}/tcp" for p in sorted(set(firewall_ports(lb)))],
     )
 
 
@@ -95,7 +96,7 @@ def render_config_step(
 class HaproxyTier(pulumi.ComponentResource):
     """Type ``virtfleet:lb:HaproxyTier``.
 
-    Outputs: ``frontend_url``, ``stats_url``, ``stats_user``, ``stats_password`` (secret) and
+    Outputs: ``frontend_url``, ``stats_url``, ``stats_user`` and ``stats_password`` (secret) and
     ``haproxy_cfg`` (secret: the rendered configuration). ``docker_htdocs`` tells the Docker guest
     component which host directory to mount as each httpd container's htdocs.
     """
@@ -139,7 +140,8 @@ class HaproxyTier(pulumi.ComponentResource):
         self.haproxy_cfg = pulumi.Output.secret(step.apply(lambda s: s.files[0].content))
         self.frontend_url = pulumi.Output.from_input(frontend_url(lb, fleet))
         self.stats_url = pulumi.Output.from_input(stats_url(lb, fleet))
-        self.stats_user = pulumi.Output.from_input(lb.stats.user if lb.stats.enabled else None)
+        # The credentials are both secret outputs, the user name too (the issue's "credentials").
+        self.stats_user = pulumi.Output.secret(lb.stats.user) if lb.stats.enabled else pulumi.Output.from_input(None)
         self.stats_password = pulumi.Output.secret(password) if password is not None else None
         self.register_outputs(
             {

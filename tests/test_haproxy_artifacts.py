@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from support.tools import require_tool
 
-from components.haproxy_config import render_haproxy_cfg, render_rsyslog_conf
+from components.haproxy_config import render_haproxy_cfg, render_rsyslog_conf, stats_url
 from components.haproxy_tier import render_config_step, render_install_step
 from components.haproxy_web import web_server_steps
 from components.steps import STDIN_RUNNER
@@ -118,7 +118,8 @@ def test_outputs_name_the_frontend_and_stats(planned):
     lb = fleet.load_balancer
     assert rec.outputs["frontendUrl"] == f"http://{lb.frontend.address}/"
     assert rec.outputs["statsUrl"].endswith(f":{lb.stats_bind.port}{lb.stats.uri}")
-    assert rec.outputs["statsUser"] == lb.stats.user
+    # The credentials are secret outputs (the recording masks secrets).
+    assert rec.outputs["statsUser"] == rec.outputs["statsPassword"] == SECRET_MARK
 
 
 # -- L3 ---------------------------------------------------------------------------------------------
@@ -210,3 +211,22 @@ def test_shellcheck_passes_every_tier_script(planned, tmp_path):
         paths.append(str(path))
     result = subprocess.run([shellcheck, "-s", "bash", *paths], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout
+
+
+def test_a_loopback_stats_page_opens_no_firewall_port():
+    """dev binds its stats page to 127.0.0.1: nothing outside the node needs 8404 open."""
+    _, fleet = load_stack("dev")
+    lb = fleet.load_balancer
+    assert lb.stats_bind.address.is_loopback
+    step = render_install_step(lb, fleet)
+    assert f"vf_ports=({lb.frontend.port}/tcp)" in step.create, step.create
+    assert f"{lb.stats_bind.port}/tcp" not in step.create + step.delete
+
+
+def test_with_https_the_stats_page_is_https_too():
+    """Basic auth over plain HTTP would show the stats password to the network."""
+    _, fleet = load_stack("prod")
+    lb = https_variant(fleet)
+    cfg = render_haproxy_cfg(lb, fleet, stats_password="x")
+    assert f"bind {lb.stats_bind.address}:{lb.stats_bind.port} ssl crt frontend.pem\n" in cfg
+    assert stats_url(lb, fleet).startswith(f"https://{lb.stats_bind.address}:{lb.stats_bind.port}/")

@@ -27,7 +27,14 @@ from support.sshd import FAKES_BIN, LoopbackSshd
 from support.tools import require_root, require_tool
 
 import components.haproxy_tier as haproxy_tier
-from components.haproxy_config import CONFIG_PATH, HTTPD_MOVES, RSYSLOG_PATH, TMPFILES_PATH, balancer_ports
+from components.haproxy_config import (
+    CONFIG_PATH,
+    HTTPD_MOVES,
+    RSYSLOG_PATH,
+    TMPFILES_PATH,
+    balancer_ports,
+    firewall_ports,
+)
 from components.haproxy_web import SEED_FIREWALL_PORTS, web_server_steps
 from components.steps import STAGING, STDIN_RUNNER, as_command
 from plan.mocks import placeholder
@@ -209,7 +216,7 @@ def test_haproxy_install_converges_once_then_changes_nothing(prod):
     step = recorded(rec, lb.node, "haproxy-install")
     files = step.installed()
     assert set(files) == {RSYSLOG_PATH, TMPFILES_PATH}, files
-    ports = [f"{p}/tcp" for p in balancer_ports(lb)]
+    ports = [f"{p}/tcp" for p in firewall_ports(lb)]
     # The socket directory, as the rendered tmpfiles.d line asks (made by the real systemd-tmpfiles).
     kind, socket_dir, mode, user, group, *_ = next(
         line.split() for line in files[TMPFILES_PATH].splitlines() if line and line[0] != "#"
@@ -256,7 +263,7 @@ def test_haproxy_install_moves_httpd_off_the_balancer_ports_and_delete_undoes_it
     step = recorded(rec, lb.node, "haproxy-install")
     moves = {old: new for old, new in HTTPD_MOVES.items() if old in balancer_ports(lb)}
     assert moves, "prod's balancer takes port 80 from httpd"
-    ports = [f"{p}/tcp" for p in balancer_ports(lb)]
+    ports = [f"{p}/tcp" for p in firewall_ports(lb)]
     with LoopbackSshd() as sshd:
         el_machine(sshd, fleet.guest(lb.node).os_family, balancer=True)
         original = ok(

@@ -185,6 +185,36 @@ def test_killing_an_active_server_under_load_fails_no_request(tier):
     tier.await_states({name: "UP" for name in ACTIVE})
 
 
+def test_a_client_pinned_to_the_killed_server_fails_no_request_and_moves_at_once(tier):
+    """Every request carries the cookie of webserver2, which is SIGKILLed under load. With
+    ``option redispatch 1`` the first retry of a request already goes to another server; with the
+    plain ``option redispatch`` it would retry the dead server until its last attempt, so the
+    victim's retries would outnumber the requests switched away from it."""
+    name, victim = "webserver2", tier.web["webserver2"]
+
+    def counters() -> tuple[int, int]:
+        row = next(r for r in tier.stat_rows() if r["svname"] == name)
+        return int(row["wretr"] or 0), int(row["wredis"] or 0)
+
+    retries_before, moved_before = counters()
+    pinned = ["-H", f"Cookie: {tier.lb_model.sticky_cookie}={name}"]
+    with ThreadPoolExecutor(1) as pool:
+        load = pool.submit(tier.client.wrk, tier.frontend, 6, 16, 1, pinned)
+        time.sleep(2)
+        victim.stop_http(kill=True)
+        result = load.result(timeout=30)
+    try:
+        tier.await_states({name: "DOWN"})
+        retries_after, moved_after = counters()
+        retries, moved = retries_after - retries_before, moved_after - moved_before
+    finally:
+        victim.start_http()
+    assert result.requests > 1000 and result.failures == 0, result.raw
+    assert moved > 0, "the kill must have hit pinned requests, which haproxy moved elsewhere"
+    assert retries <= moved, f"{retries} retries for {moved} requests moved: retried on the dead server first"
+    tier.await_states({n: "UP" for n in ACTIVE})
+
+
 def test_the_backup_serves_only_while_every_active_server_is_down(tier):
     for name in ACTIVE:
         tier.web[name].stop_http()
