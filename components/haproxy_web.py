@@ -2,9 +2,11 @@
 
 How httpd reaches a guest depends on what its type allows:
 
-- kvm, xen, virtualbox: over SSH to the guest's own address (``webserver-httpd``). For KVM this is
-  chosen over cloud-init on purpose: the KVM component owns the guest's cloud-init, and one SSH
-  step after boot works the same for every full VM and re-runs when the page changes;
+- kvm: at first boot from the guest's own seed (``first_boot``: cloud-init user-data, or the
+  kickstart on the installer path), so it serves without anyone logging in; then the same SSH
+  step as below keeps it converged (it finds everything in place, and re-runs when the page
+  changes: a seed only acts once);
+- xen, virtualbox: over SSH to the guest's own address (``webserver-httpd``);
 - openvz: on the OpenVZ host, ``vzctl exec2 <ctid>`` runs that same step inside the container;
 - docker: the guest runs an httpd image; its page goes to a directory on the Docker host that the
   guest's container mounts as its htdocs (``DOCKER_HTDOCS``), so the tier renders only the page.
@@ -59,9 +61,46 @@ def page_files(guest: Guest, lb: LoadBalancer, fleet: Fleet, docroot: str) -> tu
     return tuple(files)
 
 
+def _web_ports(lb: LoadBalancer) -> list[int]:
+    return sorted({*SEED_FIREWALL_PORTS, lb.backend_port})
+
+
+@dataclass(frozen=True)
+class FirstBoot:
+    """What a KVM web server gets from its own seed: packages, files (after the packages: see
+    ``commands``), the ports to open and shell commands run once at the end of first boot."""
+
+    packages: tuple[str, ...]
+    files: tuple[RemoteFile, ...]
+    ports: tuple[int, ...]
+    port: int  # httpd's Listen port
+    commands: tuple[str, ...]
+
+
+def first_boot(guest: Guest, fleet: Fleet) -> FirstBoot | None:
+    """The tier's part of a KVM guest's seed, or None when the guest is none of its web servers."""
+    lb = fleet.load_balancer
+    if lb is None or guest.type != "kvm" or guest.name not in (*lb.backends, *lb.backups):
+        return None
+    files = page_files(guest, lb, fleet, DOCROOT)
+    listen = f"sed -i -E 's/^Listen [0-9]+$/Listen {lb.backend_port}/' /etc/httpd/conf/httpd.conf"
+    return FirstBoot(
+        packages=(os_family(guest.os_family).httpd_package,),
+        files=files,
+        ports=tuple(_web_ports(lb)),
+        port=lb.backend_port,
+        # Files written before the package carry /var's SELinux label: relabel the docroot.
+        commands=(
+            *([listen] if lb.backend_port != 80 else []),
+            f"restorecon -R {DOCROOT}",
+            "systemctl enable --now httpd",
+        ),
+    )
+
+
 def _httpd_step(guest: Guest, lb: LoadBalancer, fleet: Fleet, *, embed: bool) -> RenderedStep:
     family = os_family(guest.os_family)
-    ports = sorted({*SEED_FIREWALL_PORTS, lb.backend_port})
+    ports = _web_ports(lb)
     return render_step(
         guest.name,
         "webserver-httpd",
@@ -69,6 +108,7 @@ def _httpd_step(guest: Guest, lb: LoadBalancer, fleet: Fleet, *, embed: bool) ->
         files=page_files(guest, lb, fleet, DOCROOT),
         lock=True,  # the package manager
         secret=embed,  # embeds the files in the script (not secret: for vzctl exec)
+        install_files=False,  # installed by the script after the package, which labels the docroot
         package=family.httpd_package,
         package_manager=family.package_manager,
         port=lb.backend_port,

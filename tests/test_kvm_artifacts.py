@@ -134,3 +134,53 @@ def test_power_step_scripts_pass_shellcheck(tmp_path: Path):
         path.write_text(text)
         proc = _run([shellcheck, "-s", "bash", "-S", "warning", path])
         assert proc.returncode == 0, (name, proc.stdout)
+
+
+@pytest.mark.parametrize("version", ["RHEL7", "RHEL9"])
+def test_a_web_servers_kickstart_installs_httpd_its_page_and_ports(version, tmp_path: Path):
+    """On the installer path a web server of the HAProxy tier gets httpd, its page and the seed's
+    ports from the kickstart itself; pykickstart accepts it and shellcheck the %post that writes it."""
+    from components.guests.kvm_seed import render_kickstart
+    from components.haproxy_web import DOCROOT, page_files
+
+    _config, fleet = load_stack("prod")
+    family = "el7" if version == "RHEL7" else "el9"
+    installer = fleet.guest("centos7guest").install
+    guest = fleet.guest("webserver1").model_copy(update={"install": installer, "os_family": family})
+    assert guest.uses_installer
+    text = render_kickstart(guest, fleet, fleet.host("kvm1").bridge("brid0"), os_family(family), "$6$salt$hash")
+    path = tmp_path / "ks.cfg"
+    path.write_text(text)
+    validator = KSVALIDATOR if KSVALIDATOR.exists() else require_tool("ksvalidator")
+    proc = _run([validator, "-v", version, "-e", path])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "firewall --enabled --service=ssh --port=80:tcp,443:tcp\n" in text
+    assert "services --enabled=sshd,httpd\n" in text
+    assert "\nhttpd\n%end" in text, "httpd in %packages"
+    (page,) = page_files(guest, fleet.load_balancer, fleet, DOCROOT)
+    assert f"cat > {page.path} <<'VIRTFLEET_FILE'\n{page.content}VIRTFLEET_FILE\n" in text
+    web_post = text.rsplit("%post --erroronfail\n", 1)[1].split("%end", 1)[0]
+    (tmp_path / "post.sh").write_text("#!/bin/bash\n" + web_post)
+    shellcheck = _run([require_tool("shellcheck"), "-s", "bash", "-S", "warning", tmp_path / "post.sh"])
+    assert shellcheck.returncode == 0, shellcheck.stdout
+
+
+def test_a_web_servers_user_data_installs_httpd_its_page_and_ports():
+    """A cloud-image web server gets httpd, the tier's own page and its ports at first boot (the
+    schema test above checks the whole user-data with cloud-init's own schema)."""
+    import yaml
+
+    from components.guests.kvm_seed import render_user_data
+    from components.haproxy_web import DOCROOT, page_files
+
+    _config, fleet = load_stack("prod")
+    guest = fleet.guest("webserver1")
+    data = yaml.safe_load(render_user_data(guest, fleet))
+    (page,) = page_files(guest, fleet.load_balancer, fleet, DOCROOT)
+    assert data["write_files"] == [{"path": page.path, "permissions": "0644", "content": page.content}]
+    assert "httpd" in data["packages"]
+    assert data["runcmd"][:2] == [f"restorecon -R {DOCROOT}", "systemctl enable --now httpd"]
+    assert "--add-port=80/tcp --add-port=443/tcp" in data["runcmd"][2]
+    # A guest that is no web server gets none of it.
+    other = yaml.safe_load(render_user_data(fleet.guest("haproxy"), fleet))
+    assert "write_files" not in other and "httpd" not in (other.get("packages") or [])

@@ -17,6 +17,7 @@ import hashlib
 from dataclasses import dataclass
 from ipaddress import IPv4Interface
 
+from ..haproxy_web import first_boot
 from ..model import Fleet, KvmGuest
 from ..model.hosts import Bridge
 from ..osfamily import OsFamily
@@ -63,15 +64,26 @@ def addressing(guest: KvmGuest, bridge: Bridge) -> GuestAddressing:
 
 
 def render_user_data(guest: KvmGuest, fleet: Fleet, login_keys: tuple[str, ...] = ()) -> str:
-    """``login_keys``: public keys authorized besides ssh.authorizedKeys (the stack's own login key)."""
+    """``login_keys``: public keys authorized besides ssh.authorizedKeys (the stack's own login key).
+
+    A web server of the HAProxy tier also gets httpd, its page and its ports (``first_boot``).
+    """
+    web = first_boot(guest, fleet)
+    commands = ()
+    if web is not None:
+        ports = " ".join(f"--add-port={p}/tcp" for p in web.ports)
+        opened = f"firewall-cmd --permanent {ports} && firewall-cmd --reload"
+        firewall = f"if systemctl is-active --quiet firewalld; then {opened}; fi"
+        commands = (*web.commands, firewall)
     return render(
         "cloud-init/user-data.j2",
         name=guest.name,
         fqdn=f"{guest.name}.{fleet.domain}",
         admin_user=fleet.ssh.user,
         authorized_keys=(*fleet.ssh.authorized_keys, *login_keys),
-        packages=guest.packages,
-        runcmd=guest.runcmd,
+        packages=tuple(dict.fromkeys((*guest.packages, *(web.packages if web else ())))),
+        runcmd=(*guest.runcmd, *commands),
+        web_files=web.files if web else (),
     )
 
 
@@ -100,6 +112,7 @@ def render_kickstart(
     guest: KvmGuest, fleet: Fleet, bridge: Bridge, family: OsFamily, root_hash: str, login_keys: tuple[str, ...] = ()
 ) -> str:
     net = addressing(guest, bridge)
+    web = first_boot(guest, fleet)
     return render(
         "ks.cfg.j2",
         name=guest.name,
@@ -113,8 +126,9 @@ def render_kickstart(
         dns=net.dns,
         fqdn=f"{guest.name}.{fleet.domain}",
         root_password_hash=root_hash,
-        packages=guest.install.packages,
+        packages=tuple(dict.fromkeys((*guest.install.packages, *(web.packages if web else ())))),
         authorized_keys=(*fleet.ssh.authorized_keys, *login_keys),
+        web=web,
     )
 
 
