@@ -104,6 +104,14 @@ def test_kickstart_passes_pykickstart_for_the_guest_os_version(rendered, tmp_pat
     assert checked
 
 
+def _ksvalidate(text: str, version: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """pykickstart's ksvalidator on ``text`` as kickstart ``version`` (RHEL7, RHEL9)."""
+    path = tmp_path / "ks.cfg"
+    path.write_text(text)
+    validator = KSVALIDATOR if KSVALIDATOR.exists() else require_tool("ksvalidator")
+    return _run([validator, "-v", version, "-e", path])
+
+
 @pytest.mark.parametrize("version", ["RHEL7", "RHEL9"])
 def test_kickstart_template_validates_for_both_families(version, tmp_path: Path):
     """The committed stacks install only el7; render an el9 one too and validate it as RHEL9."""
@@ -114,13 +122,10 @@ def test_kickstart_template_validates_for_both_families(version, tmp_path: Path)
     family = "el7" if version == "RHEL7" else "el9"
     guest = guest.model_copy(update={"os_family": family})
     text = render_kickstart(guest, fleet, fleet.host("kvm1").bridge("brid0"), os_family(family), "$6$salt$hash")
-    path = tmp_path / "ks.cfg"
-    path.write_text(text)
-    validator = KSVALIDATOR if KSVALIDATOR.exists() else require_tool("ksvalidator")
-    proc = _run([validator, "-v", version, "-e", path])
+    proc = _ksvalidate(text, version, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    path.write_text(text.replace("%end", "", 1))  # and the validator does refuse a broken one
-    assert _run([validator, "-v", version, "-e", path]).returncode != 0
+    # and the validator does refuse a broken one
+    assert _ksvalidate(text.replace("%end", "", 1), version, tmp_path).returncode != 0
 
 
 def test_power_step_scripts_pass_shellcheck(tmp_path: Path):
@@ -149,10 +154,7 @@ def test_a_web_servers_kickstart_installs_httpd_its_page_and_ports(version, tmp_
     guest = fleet.guest("webserver1").model_copy(update={"install": installer, "os_family": family})
     assert guest.uses_installer
     text = render_kickstart(guest, fleet, fleet.host("kvm1").bridge("brid0"), os_family(family), "$6$salt$hash")
-    path = tmp_path / "ks.cfg"
-    path.write_text(text)
-    validator = KSVALIDATOR if KSVALIDATOR.exists() else require_tool("ksvalidator")
-    proc = _run([validator, "-v", version, "-e", path])
+    proc = _ksvalidate(text, version, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "firewall --enabled --service=ssh --port=80:tcp,443:tcp\n" in text
     assert "services --enabled=sshd,httpd\n" in text
