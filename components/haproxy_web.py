@@ -139,6 +139,9 @@ def _openvz(guest: OpenvzGuest, lb: LoadBalancer, fleet: Fleet) -> WebServerStep
 
 def _docker(guest: DockerGuest, lb: LoadBalancer, fleet: Fleet) -> WebServerStep:
     htdocs = DOCKER_HTDOCS.format(guest=guest.name)
+    # Every docker guest's htdocs sit under one root that a single SELinux file-context rule
+    # labels container_file_t (a path without regex characters: the spec needs no escaping).
+    root = DOCKER_HTDOCS.partition("/{guest}/")[0]
     step = render_step(
         guest.host,
         f"webserver-{guest.name}",
@@ -146,6 +149,9 @@ def _docker(guest: DockerGuest, lb: LoadBalancer, fleet: Fleet) -> WebServerStep
         files=page_files(guest, lb, fleet, htdocs),
         guest=guest.name,
         htdocs=htdocs,
+        guest_dir=str(PurePosixPath(htdocs).parent),
+        fcontext_root=root,
+        fcontext_spec=f"{root}(/.*)?",
         container_htdocs=DOCKER_CONTAINER_HTDOCS,
     )
     return WebServerStep(guest, guest.host, False, step, page_files(guest, lb, fleet, DOCKER_CONTAINER_HTDOCS))

@@ -9,10 +9,11 @@ placeholder, so the recorded text is run as is.
 Real tools: ``rsyslogd -N1`` (reading an EL9-style /etc/rsyslog.conf that includes
 /etc/rsyslog.d/*.conf), ``haproxy -c`` (Debian's haproxy), ``systemd-tmpfiles``, ``stat``, bash and
 coreutils. Stateful fakes of ``tests/fakes`` stand in for the EL tools: dnf/yum, rpm, systemctl
-(its ``jobs`` log tells a reload from none), getsebool/setsebool, firewall-cmd, ``chcon`` (writes
-the ``security.selinux`` attribute that the real ``stat -c %C`` reads: this kernel runs no
-SELinux) and ``vzctl`` (OpenVZ needs its own kernel: a container is a directory whose /etc, /var,
-/run... a command run by ``vzctl exec2`` sees in its own mount namespace). The steps talk to no
+(its ``jobs`` log tells a reload from none), getsebool/setsebool, firewall-cmd, ``semanage``
+and ``restorecon`` (file-context rules applied as the ``security.selinux`` attribute that the real
+``stat -c %C`` reads: this kernel runs no SELinux) and ``vzctl`` (OpenVZ needs its own kernel:
+a container is a directory whose /etc, /var, /run... a command run by ``vzctl exec2`` sees in
+its own mount namespace). The steps talk to no
 network, so no namespace is needed: sshd listens on 127.0.0.1.
 """
 
@@ -583,8 +584,14 @@ def test_httpd_web_server_in_an_openvz_container(prod):
 
 def test_docker_web_server_page_on_its_host(prod):
     """Docker: the step only lays out the page on the Docker host (the guest's httpd container
-    mounts it) and labels it for containers under SELinux: ``chcon`` is the fake, ``stat -c %C``
-    reads the label for real. It opens no port (the container's address is docker's business)."""
+    mounts it) and labels it for containers under SELinux the persistent way: a ``semanage
+    fcontext`` rule for the docker root, applied by ``restorecon``, so the label survives a full
+    relabel (simulated as ``restorecon -R -F``: fixfiles / autorelabel at their most thorough),
+    which a ``chcon`` label does not.
+    ``semanage`` and ``restorecon`` are the fakes (local rules in the fakes' state, labels in the
+    ``security.selinux`` xattr); ``stat -c %C`` reads the label for real. Delete keeps the rule
+    while another guest's htdocs remain, and removes it with the last. It opens no port (the
+    container's address is docker's business)."""
     require_real_tools()
     fleet, rec = prod
     web, step = web_steps(fleet, rec)["backupwebserver"]
@@ -592,9 +599,19 @@ def test_docker_web_server_page_on_its_host(prod):
     ((path, page),) = step.installed().items()
     assert web.files[0].content == page and f"<h1>{web.guest.name}</h1>" in page, "the page names the guest"
     htdocs = path.rsplit("/", 1)[0]
+    root = htdocs.split(f"/{web.guest.name}/")[0]
+    spec, sibling = f"{root}(/.*)?", f"{root}/some-other-guest/htdocs"
+    rules = "semanage fcontext -l -C -n"
+    labels = f"stat -c %C {htdocs} {path}"
+
+    def types(got: tuple[int, str]) -> list[str]:
+        assert got[0] == 0, got
+        return [label.split(":")[2] for label in got[1].split()]
+
     with LoopbackSshd() as sshd:
         el_machine(sshd, host.os_family)
         sshd.upload(f"SELINUX={host.selinux}\nSELINUXTYPE=targeted\n", "/etc/selinux/config")  # the selinux step's
+        assert host.selinux != "disabled", "the label is only set under SELinux"
         ports_before = ok(sshd, "firewall-cmd --permanent --list-ports")
         upload(sshd, step)
         converge(sshd, step)
@@ -602,13 +619,35 @@ def test_docker_web_server_page_on_its_host(prod):
             sshd,
             mode="getenforce",
             page=f"cat {path}",
-            labels=f"stat -c %C {htdocs} {path}",
+            labels=labels,
+            rules=rules,
             ports="firewall-cmd --permanent --list-ports",
+            # A full relabel (fixfiles / autorelabel at their most thorough): every label from the rules.
+            relabel=f"restorecon -R -F -v {root.rsplit('/', 1)[0]}",
+            relabeled=labels,
         )
         assert got["mode"][1] == host.selinux.capitalize() + "\n", got["mode"]
         assert got["page"][1] == page, got["page"]
-        labels = got["labels"][1].split()
-        assert got["labels"][0] == 0 and [label.split(":")[2] for label in labels] == ["container_file_t"] * 2, labels
+        assert types(got["labels"]) == ["container_file_t"] * 2, got["labels"]
         assert got["ports"][1] == ports_before, got["ports"]
+        assert got["relabel"][0] == 0, got["relabel"]
+        assert types(got["relabeled"]) == ["container_file_t"] * 2, f"lost at a relabel: {got['relabeled']}"
+        assert [line.split() for line in got["rules"][1].splitlines()] == [
+            [spec, "all", "files", "system_u:object_r:container_file_t:s0"]
+        ], got["rules"]
+        again = run(sshd, step.create)
+        assert again.last == step.report("create", "unchanged"), f"create after the relabel:\n{again}"
+
+        # Another docker guest's htdocs still use the rule: delete takes this guest's page only.
+        ok(sshd, f"mkdir -p {sibling}")
+        first = run(sshd, step.delete)
+        assert first.code == 0 and first.last == step.report("delete", "changed"), f"delete:\n{first}"
+        got = probe(sshd, htdocs=f"test -e {htdocs}", sibling=f"test -d {sibling}", rules=rules)
+        assert got["htdocs"][0] == 1 and got["sibling"][0] == 0, got
+        assert got["rules"][1].split()[:1] == [spec], f"the rule goes with the last guest: {got['rules']}"
+
+        ok(sshd, f"rm -rf {sibling.rsplit('/', 1)[0]}")
         undo(sshd, step)
-        assert ok(sshd, f"test -e {htdocs} || echo gone") == "gone\n"
+        got = probe(sshd, rules=rules, root=f"test -e {root}")
+        assert got["rules"] == (0, ""), f"the rule is removed with the last guest: {got['rules']}"
+        assert got["root"][0] == 1, f"{root} is removed once empty"

@@ -111,15 +111,16 @@ _TABLE: dict[tuple[Role, str], RoleSetup] = {
         services=("vboxdrv",), needs_cpu_virt=True,
         verify=(("systemctl", "is-active", "--quiet", "vboxdrv"),),
     ),
+    # semanage (policycoreutils-python*): the HAProxy tier's docker web pages get a file-context rule.
     (Role.DOCKER, "el7"): RoleSetup(
         repo_files=(("docker-ce.repo", DOCKER_REPO),),
-        packages=("docker-ce", "docker-ce-cli", "containerd.io"),
+        packages=("docker-ce", "docker-ce-cli", "containerd.io", "policycoreutils-python"),
         services=("docker",), sysctls=FORWARDING,
         verify=(("docker", "version", "--format", "{{.Server.Version}}"),),
     ),
     (Role.DOCKER, "el9"): RoleSetup(
         repo_files=(("docker-ce.repo", DOCKER_REPO),),
-        packages=("docker-ce", "docker-ce-cli", "containerd.io"),
+        packages=("docker-ce", "docker-ce-cli", "containerd.io", "policycoreutils-python-utils"),
         services=("docker",), sysctls=FORWARDING,
         verify=(("docker", "version", "--format", "{{.Server.Version}}"),),
     ),

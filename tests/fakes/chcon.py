@@ -5,7 +5,7 @@
 ``chcon [-R] [-h] [-v] {-t TYPE | -u USER | -r ROLE | -l RANGE}... FILE...`` and
 ``chcon [-R] CONTEXT FILE...``. This machine runs no SELinux, so nothing labels a new file: a
 file without a label starts from the one EL's policy would give it by path (``DEFAULT_TYPES``,
-``default_t`` otherwise), as every file on an EL host has one. With SELinux disabled (fake
+``default_t`` otherwise; ``selabel.py``), as every file on an EL host has one. With SELinux disabled (fake
 ``selinuxenabled``) a partial change of an unlabelled file fails as on EL: "can't apply partial
 context to unlabeled file" (exit 1). Missing files: "cannot access ...: No such file or
 directory" (exit 1, the other files are still done).
@@ -18,25 +18,8 @@ from pathlib import Path
 
 import fakelib
 import selinux
+from selabel import current, policy_label, walk, write
 
-XATTR = "security.selinux"
-# Longest prefix wins; what EL's targeted policy labels these trees (file_contexts), trimmed.
-DEFAULT_TYPES = {
-    "/": "root_t",
-    "/etc": "etc_t",
-    "/var": "var_t",
-    "/var/lib": "var_lib_t",
-    "/var/log": "var_log_t",
-    "/var/www": "httpd_sys_content_t",
-    "/var/lib/docker": "container_var_lib_t",
-    "/tmp": "tmp_t",
-    "/root": "admin_home_t",
-    "/home": "home_root_t",
-    "/srv": "var_t",
-    "/opt": "usr_t",
-    "/usr": "usr_t",
-    "/boot": "boot_t",
-}
 SHORT = {"-t": "type", "-u": "user", "-r": "role", "-l": "range"}
 LONG = {"--type": "type", "--user": "user", "--role": "role", "--range": "range"}
 USAGE = "Try 'chcon --help' for more information."
@@ -89,27 +72,6 @@ def main(prog: str, argv: list[str]) -> int:
     return code
 
 
-def walk(top: Path) -> list[Path]:
-    paths = [top]
-    if top.is_dir() and not top.is_symlink():
-        for root, dirs, files in os.walk(top):
-            paths += [Path(root, n) for n in sorted(dirs) + sorted(files)]
-    return paths
-
-
-def current(path: Path) -> str | None:
-    try:
-        return os.getxattr(path, XATTR, follow_symlinks=False).rstrip(b"\0").decode()
-    except OSError:
-        return None
-
-
-def policy_label(path: Path) -> str:
-    text = os.path.abspath(path)
-    prefix = max((p for p in DEFAULT_TYPES if text == p or text.startswith(p.rstrip("/") + "/")), key=len)
-    return f"system_u:object_r:{DEFAULT_TYPES[prefix]}:s0"
-
-
 def relabel(path: Path, full: str | None, parts: dict, *, enabled: bool, verbose: bool) -> int:
     label = current(path)
     if full is None:
@@ -122,7 +84,7 @@ def relabel(path: Path, full: str | None, parts: dict, *, enabled: bool, verbose
         )
     else:
         new = full
-    os.setxattr(path, XATTR, new.encode() + b"\0", follow_symlinks=False)
+    write(path, new)
     if verbose:
         print(f"changing security context of '{path}'")
     return 0

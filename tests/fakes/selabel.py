@@ -1,0 +1,144 @@
+"""SELinux file labels, shared by the fakes ``chcon``, ``restorecon`` and ``semanage fcontext``.
+
+A label lives where SELinux keeps it, in the ``security.selinux`` extended attribute, so Debian's
+real ``stat -c %C`` and ``ls -Z`` read what the fakes write. This machine runs no SELinux, so
+nothing labels a new file: a file without the attribute counts as carrying the label EL's policy
+gives its path (``policy_label``: ``DEFAULT_TYPES``, ``default_t`` otherwise), as every file on an
+EL host has one.
+
+What a relabel gives a path (``wanted_label``, as ``matchpathcon``/``restorecon`` compute it): the
+local file-context rules of ``semanage fcontext -a`` first (state ``fcontext.json``, in the order
+they were added; each spec is a regex matched against the whole path, and the last added rule that
+matches wins — real libselinux also prefers specs without regex characters, which our rules never
+need), otherwise the policy's own rules (``POLICY_RULES``, derived from ``DEFAULT_TYPES``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from pathlib import Path
+
+import fakelib
+
+XATTR = "security.selinux"
+# Longest prefix wins; what EL's targeted policy labels these trees (file_contexts), trimmed.
+DEFAULT_TYPES = {
+    "/": "root_t",
+    "/etc": "etc_t",
+    "/var": "var_t",
+    "/var/lib": "var_lib_t",
+    "/var/log": "var_log_t",
+    "/var/www": "httpd_sys_content_t",
+    "/var/lib/docker": "container_var_lib_t",
+    "/tmp": "tmp_t",
+    "/root": "admin_home_t",
+    "/home": "home_root_t",
+    "/srv": "var_t",
+    "/opt": "usr_t",
+    "/usr": "usr_t",
+    "/boot": "boot_t",
+}
+# /etc/selinux/targeted/contexts/customizable_types (EL9, trimmed): restorecon leaves a file of
+# one of these types alone unless -F ("not reset as customized by admin").
+CUSTOMIZABLE_TYPES = {
+    "container_file_t",
+    "sandbox_file_t",
+    "svirt_image_t",
+    "virt_content_t",
+    "httpd_user_content_t",
+    "httpd_user_rw_content_t",
+    "home_bin_t",
+    "user_tty_device_t",
+}
+# The policy's file types that `semanage fcontext -t` accepts (the `file_type` attribute, trimmed).
+FILE_TYPES = {
+    *DEFAULT_TYPES.values(),
+    *CUSTOMIZABLE_TYPES,
+    "default_t",
+    "httpd_sys_rw_content_t",
+    "public_content_t",
+    "public_content_rw_t",
+    "virt_image_t",
+    "var_run_t",
+    "bin_t",
+    "lib_t",
+    "haproxy_var_lib_t",
+    "container_var_run_t",
+}
+# `semanage fcontext -f` values (short and long forms) -> the name `-l` prints in its type column.
+FTYPES = {
+    "a": "all files", "f": "regular file", "d": "directory", "c": "character device",
+    "b": "block device", "s": "socket", "l": "symbolic link", "p": "named pipe",
+    "all files": "all files", "regular file": "regular file", "directory": "directory",
+    "character device": "character device", "block device": "block device", "socket": "socket",
+    "symbolic link": "symbolic link", "named pipe": "named pipe",
+}  # fmt: skip
+_FTYPE_TESTS = {
+    "regular file": stat.S_ISREG, "directory": stat.S_ISDIR, "character device": stat.S_ISCHR,
+    "block device": stat.S_ISBLK, "socket": stat.S_ISSOCK, "symbolic link": stat.S_ISLNK,
+    "named pipe": stat.S_ISFIFO,
+}  # fmt: skip
+
+
+def context(type_: str, user: str = "system_u", level: str = "s0") -> str:
+    return f"{user}:object_r:{type_}:{level}"
+
+
+# The policy's own rules (semanage fcontext -l without -C): (spec, ftype) -> context.
+POLICY_RULES = {
+    ("/.*", "all files"): context("default_t"),
+    ("/", "directory"): context("root_t"),
+    **{(f"{p}(/.*)?", "all files"): context(t) for p, t in DEFAULT_TYPES.items() if p != "/"},
+}
+
+
+def walk(top: Path) -> list[Path]:
+    """``top`` and, for a directory (not a symlink to one), everything below it, parents first."""
+    paths = [top]
+    if top.is_dir() and not top.is_symlink():
+        for root, dirs, files in os.walk(top):
+            paths += [Path(root, n) for n in sorted(dirs) + sorted(files)]
+    return paths
+
+
+def current(path: Path) -> str | None:
+    """The label in the file's attribute, or None when it has none."""
+    try:
+        return os.getxattr(path, XATTR, follow_symlinks=False).rstrip(b"\0").decode()
+    except OSError:
+        return None
+
+
+def write(path: Path, label: str) -> None:
+    os.setxattr(path, XATTR, label.encode() + b"\0", follow_symlinks=False)
+
+
+def policy_label(path: Path) -> str:
+    """The label EL's policy gives ``path`` (what an unlabelled file counts as carrying)."""
+    text = os.path.abspath(path)
+    prefix = max((p for p in DEFAULT_TYPES if text == p or text.startswith(p.rstrip("/") + "/")), key=len)
+    return context(DEFAULT_TYPES[prefix])
+
+
+def local_rules() -> list[dict]:
+    """``semanage fcontext -a`` rules, in the order they were added: {spec, ftype, context}."""
+    return fakelib.load("fcontext", [])
+
+
+def save_local_rules(rules: list[dict]) -> None:
+    fakelib.save("fcontext", rules)
+
+
+def _ftype_matches(ftype: str, path: Path) -> bool:
+    return ftype == "all files" or _FTYPE_TESTS[ftype](os.lstat(path).st_mode)
+
+
+def wanted_label(path: Path) -> str:
+    """What ``restorecon`` gives ``path``: the last added local rule that matches, else the policy."""
+    text = os.path.abspath(path)
+    for rule in reversed(local_rules()):
+        if re.fullmatch(rule["spec"], text) and _ftype_matches(rule["ftype"], path):
+            return rule["context"]
+    return policy_label(path)
