@@ -67,34 +67,30 @@ def _web_ports(lb: LoadBalancer) -> list[int]:
 
 @dataclass(frozen=True)
 class FirstBoot:
-    """What a KVM web server gets from its own seed: packages, files (after the packages: see
-    ``commands``), the ports to open and shell commands run once at the end of first boot."""
+    """What a KVM web server gets from its own seed: packages, files, the ports to open, and shell
+    commands run once the packages and files are in place (cloud-init runcmd, kickstart %post)."""
 
     packages: tuple[str, ...]
     files: tuple[RemoteFile, ...]
     ports: tuple[int, ...]
-    port: int  # httpd's Listen port
     commands: tuple[str, ...]
 
 
 def first_boot(guest: Guest, fleet: Fleet) -> FirstBoot | None:
-    """The tier's part of a KVM guest's seed, or None when the guest is none of its web servers."""
+    """The tier's part of a KVM guest's seed, or None when the guest is none of its web servers.
+
+    Enabling httpd is the seed's own business (``systemctl enable --now`` in cloud-init,
+    ``services --enabled`` in a kickstart, where nothing may start yet)."""
     lb = fleet.load_balancer
     if lb is None or guest.type != "kvm" or guest.name not in (*lb.backends, *lb.backups):
         return None
-    files = page_files(guest, lb, fleet, DOCROOT)
     listen = f"sed -i -E 's/^Listen [0-9]+$/Listen {lb.backend_port}/' /etc/httpd/conf/httpd.conf"
     return FirstBoot(
         packages=(os_family(guest.os_family).httpd_package,),
-        files=files,
+        files=page_files(guest, lb, fleet, DOCROOT),
         ports=tuple(_web_ports(lb)),
-        port=lb.backend_port,
         # Files written before the package carry /var's SELinux label: relabel the docroot.
-        commands=(
-            *([listen] if lb.backend_port != 80 else []),
-            f"restorecon -R {DOCROOT}",
-            "systemctl enable --now httpd",
-        ),
+        commands=(*([listen] if lb.backend_port != 80 else []), f"restorecon -R {DOCROOT}"),
     )
 
 

@@ -387,13 +387,12 @@ def test_httpd_on_the_balancer_gives_up_443_https_too(prod):
         update={"https": fleet.load_balancer.https.model_copy(update={"enabled": True})}
     )
     rendered = haproxy_tier.render_install_step(lb, fleet)
-    prefix = f"{STAGING}/{lb.node}/{rendered.name}"
     step = Step(
         lb.node,
         rendered.name,
         as_command(rendered.create),
         as_command(rendered.delete),
-        tuple((prefix + f.path, f.content) for f in rendered.files),
+        tuple((rendered.staging_path(f), f.content) for f in rendered.uploads),
     )
     ssl_conf = "/etc/httpd/conf.d/ssl.conf"
     with LoopbackSshd() as sshd:

@@ -74,7 +74,7 @@ def render_user_data(guest: KvmGuest, fleet: Fleet, login_keys: tuple[str, ...] 
         ports = " ".join(f"--add-port={p}/tcp" for p in web.ports)
         opened = f"firewall-cmd --permanent {ports} && firewall-cmd --reload"
         firewall = f"if systemctl is-active --quiet firewalld; then {opened}; fi"
-        commands = (*web.commands, firewall)
+        commands = (*web.commands, "systemctl enable --now httpd", firewall)
     return render(
         "cloud-init/user-data.j2",
         name=guest.name,
