@@ -168,12 +168,18 @@ class LoopbackSshd:
     def _kill(self) -> None:
         if self._proc is None:
             return
+        children = _children(self._proc.pid)
         if self._proc.poll() is None:
             # SIGKILL to unshare fires --kill-child: PID 1 of the namespace (sshd) dies, and with it
             # every process in the namespace; the mount namespace and its overlays go with them.
             self._proc.send_signal(signal.SIGKILL)
         self._proc.wait(timeout=10)
         self._proc = None
+        # unshare is gone before its child is: the child's death signal, and the kernel killing the
+        # namespace's other processes, follow. Namespace PID 1 exits only once they are all reaped.
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     # -- public view -----------------------------------------------------------------------------
 
@@ -414,6 +420,22 @@ class LoopbackSshd:
                     return False
             time.sleep(0.05)
         return False
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    """Running, not merely a zombie waiting for a parent that may never reap it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _free_port() -> int:
