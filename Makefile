@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: plan test lint bench clean
+.PHONY: plan test lint bench clean engine preview
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,14 @@ lint: $(STAMP)
 ## bench: benchmarks/, printed as ratios measured in one run
 bench: $(STAMP)
 	$(PY) benchmarks/haproxy_tier.py
+
+## engine: build the real Pulumi CLI and Python language host from their Go modules into .engine/
+engine:
+	bash engine/build.sh
+
+## preview: the real `pulumi preview --diff` of stack $(STACK) through the built engine
+preview: $(STAMP) engine
+	bash engine/preview.sh $(STACK)
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache
