@@ -133,8 +133,16 @@ def schema_problems(document: Any, schema: dict | None = None) -> list[str]:
             unknown = [k for k in error.instance if k.startswith(f"{NAMESPACE}:") and k not in known]
             problems += [f"{k}: unknown key; virtfleet's keys are {names}" for k in unknown]
         else:
-            problems.append(f"{_key(error.absolute_path)}: {error.message}")
+            problems += [f"{_key(leaf.absolute_path)}: {leaf.message}" for leaf in _leaves(error)]
     return problems
+
+
+def _leaves(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
+    """An optional value's anyOf [its schema, null] fails as a whole; what failed inside is the useful part."""
+    if not error.context:
+        return [error]
+    branches = [e for e in error.context if not (e.validator == "type" and e.validator_value == "null")]
+    return [leaf for branch in branches for leaf in _leaves(branch)] or [error]
 
 
 def main(argv: list[str]) -> int:
