@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,26 +52,22 @@ def compare(a: Any, b: Any, path: str) -> Iterator[Change]:
     elif b is None and isinstance(a, dict):
         yield Change(path, a, MISSING)
     elif isinstance(a, dict) and isinstance(b, dict):
-        for key in [*a, *(k for k in b if k not in a)]:
-            sub = f"{path}.{key}" if path else key
-            if key not in a:
-                yield Change(sub, MISSING, b[key])
-            elif key not in b:
-                yield Change(sub, a[key], MISSING)
-            else:
-                yield from compare(a[key], b[key], sub)
+        yield from _compare_entries(a, b, lambda key: f"{path}.{key}" if path else key)
     elif _named_lists(a, b):
         by_a, by_b = {i["name"]: i for i in a}, {i["name"]: i for i in b}
-        for name in [*by_a, *(n for n in by_b if n not in by_a)]:
-            sub = f"{path}[{name}]"
-            if name not in by_a:
-                yield Change(sub, MISSING, by_b[name])
-            elif name not in by_b:
-                yield Change(sub, by_a[name], MISSING)
-            else:
-                yield from compare(by_a[name], by_b[name], sub)
+        yield from _compare_entries(by_a, by_b, lambda name: f"{path}[{name}]")
     elif a != b:
         yield Change(path, a, b)
+
+
+def _compare_entries(a: dict, b: dict, path_of: Callable[[str], str]) -> Iterator[Change]:
+    for key in [*a, *(k for k in b if k not in a)]:
+        if key not in a:
+            yield Change(path_of(key), MISSING, b[key])
+        elif key not in b:
+            yield Change(path_of(key), a[key], MISSING)
+        else:
+            yield from compare(a[key], b[key], path_of(key))
 
 
 def model_changes(a: Fleet, b: Fleet) -> list[Change]:
