@@ -7,17 +7,19 @@ dashed and labelled pending. SVG tests need the real ``dot`` (Debian's graphviz;
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 import xml.etree.ElementTree as ET
 
 import pytest
 from conftest import STACKS
 from graphviz.quoting import quote
-from support.tools import require_tool
+from support.tools import missing, require_tool
 
 import components.guests
 from components.program import pending_guests
-from plan.run import load_stack
+from plan.run import ROOT, load_stack
 from plan.topology import DOCS_SVG, _dot_label, _mermaid_text, docs_svg, dot_source, mermaid, render_svg
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -94,6 +96,59 @@ def test_mermaid_shows_every_host_guest_and_backend(stack):
     for name in lb.backups:
         assert f"tier -.->|backup| {by_name[name]}\n" in text
     assert f"frontend {lb.frontend.address}:{lb.frontend.port}" in nodes["tier"]
+
+
+MERMAID_CHECK = ROOT / "tests" / "mermaid"
+
+
+def mermaid_parsed(text: str, tmp_path) -> dict:
+    """What Mermaid's own parser (the npm package, under Node.js) reads from the Markdown file."""
+    node = require_tool("node")
+    if not (MERMAID_CHECK / "node_modules" / "mermaid").is_dir():
+        missing("Mermaid's parser is not installed: npm ci --prefix tests/mermaid")
+    path = tmp_path / "topology.md"
+    path.write_text(text)
+    result = subprocess.run(
+        [node, str(MERMAID_CHECK / "parse.mjs"), str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, f"Mermaid does not parse it: {result.stderr}"
+    return json.loads(result.stdout)
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("stack", STACKS)
+def test_mermaid_parses_with_mermaids_own_parser(stack, tmp_path):
+    fleet = fleet_of(stack)
+    parsed = mermaid_parsed(mermaid(fleet), tmp_path)
+    assert parsed["type"] == "flowchart-v2"
+    by_name = {v["text"].split("<br>")[0]: (node_id, v) for node_id, v in parsed["vertices"].items()}
+    pending = set(pending_guests(fleet))
+    for host in fleet.hosts:
+        node_id, _ = by_name[host.name]
+        subgraph = next(s for s in parsed["subgraphs"] if s["title"] == f"host {host.name}")
+        guests = {by_name[g.name][0] for g in fleet.guests_on(host.name)}
+        assert {node_id, *guests} <= set(subgraph["nodes"])
+    for guest in fleet.guests:
+        _, vertex = by_name[guest.name]
+        assert vertex["text"].split("<br>")[1] == f"{guest.type} · {guest.network.ip}"
+        assert guest.type in vertex["classes"]
+        assert ("pending" in vertex["classes"]) == (guest.name in pending), guest.name
+    lb = fleet.load_balancer
+    edges = {(e["start"], e["end"]): e for e in parsed["edges"]}
+    for name in lb.backends:
+        assert edges[("tier", by_name[name][0])]["text"] == "backend"
+    for name in lb.backups:
+        edge = edges[("tier", by_name[name][0])]
+        assert edge["text"] == "backup" and edge["stroke"] == "dotted"
+    assert f"stats {lb.stats_bind.address}:{lb.stats_bind.port}{lb.stats.uri}" in parsed["vertices"]["tier"]["text"]
+
+
+@pytest.mark.real
+def test_mermaid_parser_refuses_a_broken_diagram(tmp_path):
+    """The check above can fail: a dangling edge is a parse error."""
+    broken = mermaid(fleet_of("dev")).replace("\n```\n", "\n  tier -->\n```\n")
+    with pytest.raises(AssertionError, match="Mermaid does not parse it"):
+        mermaid_parsed(broken, tmp_path)
 
 
 def _shown_pending(fleet) -> tuple[set[str], set[str]]:
