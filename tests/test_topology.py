@@ -13,7 +13,8 @@ import subprocess
 import xml.etree.ElementTree as ET
 
 import pytest
-from conftest import STACKS
+import yaml
+from conftest import STACKS, stack_values
 from graphviz.quoting import quote
 from support.tools import missing, require_tool
 
@@ -234,3 +235,17 @@ def test_committed_docs_diagram_is_current():
             return [(title, texts(g)) for title, g in svg_nodes(ET.fromstring(svg)).items()]
 
         assert content(committed) == content(fresh), hint
+
+
+def test_a_guest_without_address_hangs_off_its_host(tmp_path):
+    values = stack_values("dev")
+    values["guests"].append({"name": "cache", "type": "docker", "host": "devbox", "image": "redis:7"})
+    path = tmp_path / "Pulumi.extra.yaml"
+    path.write_text(yaml.safe_dump({"config": {f"virtfleet:{k}": v for k, v in values.items()}}))
+    fleet = load_stack("extra", path)[1]
+    assert '\tguest_cache [label="cache\\ndocker · no address' in dot_source(fleet)
+    assert "\t\thost_devbox -> guest_cache [" in dot_source(fleet)
+    nodes = mermaid_nodes(mermaid(fleet))
+    cache = next(node_id for node_id, lines in nodes.items() if lines[0] == "cache")
+    assert nodes[cache][1] == "docker · no address"
+    assert f"    h0 --- {cache}\n" in mermaid(fleet)
