@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: plan test lint bench clean engine preview
+.PHONY: plan diff diagram schema test lint bench clean engine preview
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,20 @@ $(STAMP): requirements.txt requirements-dev.txt
 ## plan: show and render everything stack $(STACK) would deploy (no Pulumi CLI, credentials or hosts)
 plan: $(STAMP)
 	$(PY) -m plan --stack $(STACK)
+
+## diff: what differs between two stacks' models, e.g. make diff FROM=staging TO=prod
+FROM ?= staging
+TO ?= prod
+diff: $(STAMP)
+	$(PY) -m plan.diff $(FROM) $(TO)
+
+## diagram: regenerate the dev stack's topology committed as docs/topology-dev.svg (needs graphviz)
+diagram: $(STAMP)
+	$(PY) -m plan.topology --write-docs
+
+## schema: regenerate schema/stack.schema.json (the JSON Schema of Pulumi.<stack>.yaml) from the model
+schema: $(STAMP)
+	$(PY) -m plan.schema --write
 
 ## test: the whole suite (real tools skip locally when missing; REQUIRE_REAL_TOOLS=1 makes them fail)
 test: $(STAMP)

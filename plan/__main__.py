@@ -9,6 +9,7 @@ from pathlib import Path
 from components.model import FleetConfigError
 
 from .run import ROOT, load_stack, run_program
+from .topology import write_topology
 from .write import machine_files, tree_lines, type_counts, write_build
 
 
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"make plan: no stack file {path}", file=sys.stderr)
         return 2
     try:
-        config, _fleet = load_stack(args.stack, path)
+        config, fleet = load_stack(args.stack, path)
     except FleetConfigError as err:
         print(
             f"make plan: stack {args.stack} ({path.name}) is invalid; nothing was written.\n{err}",
@@ -48,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: {warning}")
     target = write_build(recording, args.build)
     print(f"\nwrote {target / 'plan.json'} and {len(machine_files(recording))} rendered files under {target}/")
+    written = write_topology(fleet, target)
+    print(f"wrote the topology: {', '.join(str(target / name) for name in written)}")
+    if "topology.svg" not in written:
+        print("note: Graphviz's dot is not installed (apt-get install graphviz), so no topology.svg")
     return 0
 
 

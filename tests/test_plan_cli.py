@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
 import yaml
+from support.tools import real_tools_required
 
 from plan.run import ROOT
 
@@ -26,6 +28,15 @@ def test_plan_writes_tree_json_and_files(tmp_path):
     for r in document["resources"]:
         assert {"type", "name", "parent", "dependencies", "inputs"} <= set(r)
     assert (tmp_path / "staging" / "stg-kvm1" / "steps" / "hosts-file.create.sh").is_file()
+    # the topology, drawn from the same validated model (its content: test_topology.py)
+    dot = (tmp_path / "staging" / "topology.dot").read_text()
+    assert dot.startswith("// virtfleet topology of staging.virtfleet.internal") and "guest_web3" in dot
+    assert "```mermaid" in (tmp_path / "staging" / "topology.md").read_text()
+    if shutil.which("dot") or real_tools_required():
+        assert "<svg" in (tmp_path / "staging" / "topology.svg").read_text()
+        assert "topology.svg" in result.stdout
+    else:
+        assert "Graphviz's dot is not installed" in result.stdout
 
 
 def test_invalid_stack_exits_non_zero_names_the_key_and_writes_nothing(tmp_path):

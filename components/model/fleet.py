@@ -28,10 +28,10 @@ _DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
 
 class Fleet(Frozen):
     domain: SafeText = Field("virtfleet.internal", description="DNS domain of every machine of the stack")
-    ssh: SshAccess = SshAccess()
-    hosts: tuple[Host, ...] = Field(min_length=1)
-    guests: tuple[Guest, ...] = ()
-    load_balancer: LoadBalancer | None = None
+    ssh: SshAccess = Field(SshAccess(), description="how virtfleet logs in to the hosts over SSH")
+    hosts: tuple[Host, ...] = Field(min_length=1, description="the hypervisor hosts")
+    guests: tuple[Guest, ...] = Field((), description="the guests of every type, each on one host")
+    load_balancer: LoadBalancer | None = Field(None, description="the HAProxy tier in front of web server guests")
 
     def host(self, name: str) -> Host:
         return next(h for h in self.hosts if h.name == name)
