@@ -94,6 +94,12 @@ HARDENING_CASES: list[tuple[str, Callable[[dict], None], str, str]] = [
         "pattern",
     ),
     (
+        "ks-exclude-environment",
+        _set(INSTALL, "packages", ["@core", "-@^minimal-environment"]),
+        "virtfleet:guests[2].install.packages[1]",
+        "pattern",
+    ),
+    (
         "ks-timezone-newline",
         _set(INSTALL, "timezone", "UTC\n%post\nreboot\n%end"),
         "virtfleet:guests[2].install.timezone",

@@ -185,8 +185,8 @@ RpmPackage = Annotated[
 ]
 KickstartPackage = Annotated[
     str,
-    StringConstraints(pattern=rf"^-?(?:{_RPM}|@\^?{_RPM})$", max_length=200),
-    Field(description="a %packages line: package name, @group id, or -name to exclude one"),
+    StringConstraints(pattern=rf"^(?:-?@?{_RPM}|@\^{_RPM})$", max_length=200),
+    Field(description="a %packages line: package name, @group id, @^environment id, or -name / -@group to exclude"),
 ]
 
 EnvName = Annotated[

@@ -73,7 +73,7 @@ class Installer(Frozen):
 
     location: PlainUrl = Field(description="install tree (has images/pxeboot/vmlinuz and initrd.img)")
     packages: tuple[KickstartPackage, ...] = Field(
-        ("@core",), description="%packages lines: package names, @group ids, -name to exclude"
+        ("@core",), description="%packages lines: package names, @group and @^environment ids, -name to exclude"
     )
     timezone: TimeZone = Field("UTC", description="a tz database zone (UTC, Europe/London)")
 
