@@ -639,3 +639,30 @@ def test_plain_http_image_without_checksum_warns():
 
 
 _WEB1_RAW = {"name": "webserver1", "type": "kvm", "host": "kvm1", "network": {"bridge": "brid0", "ip": "10.0.0.11"}}
+
+
+def _program_fleet(values: dict, tmp_path, extra: dict | None = None):
+    """The program's own reading (components.stack_config, from the Pulumi runtime's config), fed
+    exactly as run_program feeds it: the stack file's values as the CLI hands them, strings."""
+    from pulumi.runtime import set_all_config
+
+    from components.stack_config import load_stack_fleet
+    from plan.run import NAMESPACE, read_stack_file
+
+    stack = tmp_path / "Pulumi.program.yaml"
+    stack.write_text(yaml.safe_dump({"config": {f"virtfleet:{k}": v for k, v in values.items()} | (extra or {})}))
+    config = read_stack_file(stack, "program")
+    set_all_config(config.pulumi_config(), sorted(f"{NAMESPACE}:{k}" for k in config.secret_keys))
+    return load_stack_fleet()
+
+
+def test_the_program_reads_config_through_the_same_model(prod_values, tmp_path):
+    prod_values["ssh"]["useAgent"] = "false"
+    assert _program_fleet(prod_values, tmp_path).ssh.use_agent is False
+    with pytest.raises(FleetConfigError) as caught:
+        _program_fleet(prod_values, tmp_path, {"virtfleat:domain": "x.example", "libvirt:uri": "qemu:///system"})
+    assert caught.value.paths() == ["virtfleat:domain"]
+    prod_values["colour"] = "blue"  # an unknown key of ours: refused by the program as by the plan
+    with pytest.raises(FleetConfigError) as caught:
+        _program_fleet(prod_values, tmp_path)
+    assert caught.value.paths() == ["virtfleet:colour"]
