@@ -9,6 +9,7 @@ from .guests.kvm_images import KvmBaseImages
 from .haproxy_tier import HaproxyTier
 from .hosts import HypervisorHost
 from .model import Fleet, FleetConfigError
+from .model.rules import image_warnings
 from .secrets import Secrets, load_secrets
 from .stack_config import load_stack_fleet
 
@@ -20,6 +21,8 @@ def pending_guests(fleet: Fleet) -> list[str]:
 
 def build(fleet: Fleet, secrets: Secrets) -> dict[str, pulumi.Output]:
     """Create every component of the stack; return the stack outputs."""
+    for warning in image_warnings(fleet):
+        pulumi.log.warn(warning)
     hosts = {h.name: HypervisorHost(h, fleet=fleet, secrets=secrets) for h in fleet.hosts}
     guests = {}
     kvm_images = KvmBaseImages()  # shared by every KVM guest of this run

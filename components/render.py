@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shlex
 from functools import cache
 from pathlib import Path
@@ -26,6 +27,22 @@ def shquote(value: Any) -> str:
     return shlex.quote(str(value))
 
 
+# a JSON surrogate-pair escape, not itself escaped (an even run of backslashes before it)
+_SURROGATE_PAIR = re.compile(r"(?<!\\)((?:\\\\)*)\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})")
+
+
+def yamlquote(value: Any) -> str:
+    """``value`` as a YAML flow value in JSON syntax (double-quoted strings, escapes for every control
+    and non-ASCII character), which YAML reads verbatim, with one difference from JSON: a character
+    beyond U+FFFF is written ``\\UXXXXXXXX``, as YAML reads a JSON surrogate pair as two characters."""
+
+    def astral(match: re.Match) -> str:
+        high, low = int(match[2], 16), int(match[3], 16)
+        return match[1] + f"\\U{0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00):08x}"
+
+    return _SURROGATE_PAIR.sub(astral, json.dumps(value, sort_keys=True))
+
+
 @cache
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -38,6 +55,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters["shquote"] = shquote
     env.filters["tojson"] = lambda v: json.dumps(v, sort_keys=True)
+    env.filters["yamlquote"] = yamlquote
     return env
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from .model import MODEL_KEYS, SECRET_KEYS, Fleet, load_fleet
+from .model import SECRET_KEYS, Fleet, load_fleet
 
 NAMESPACE = "virtfleet"
 
@@ -23,23 +23,25 @@ def _parse(value: Any) -> Any:
         return value
 
 
-def raw_config() -> tuple[dict[str, Any], set[str]]:
-    """All ``virtfleet:`` keys of the stack, parsed, and which of them are secrets."""
+def raw_config() -> tuple[dict[str, Any], set[str], list[str]]:
+    """All ``virtfleet:`` keys of the stack, parsed, which of them are secrets, and the other keys."""
     values: dict[str, Any] = {}
     secret: set[str] = set()
+    others: list[str] = []
     for full_key, value in runtime_config.CONFIG.get().items():
         namespace, _, key = full_key.partition(":")
         if namespace != NAMESPACE:
+            others.append(full_key)
             continue
         values[key] = value if key in SECRET_KEYS else _parse(value)
         if runtime_config.is_config_secret(full_key):
             secret.add(key)
-    return values, secret
+    return values, secret, others
 
 
 def load_stack_fleet() -> Fleet:
-    values, secret = raw_config()
-    return load_fleet({k: v for k, v in values.items() if k in MODEL_KEYS or k in SECRET_KEYS}, secret)
+    values, secret, others = raw_config()
+    return load_fleet(values, secret, others)
 
 
 def secret_config(key: str) -> pulumi.Output[str] | None:

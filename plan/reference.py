@@ -10,8 +10,10 @@ import sys
 import types
 import typing
 from enum import Enum
+from ipaddress import IPv4Address, IPv4Interface
 
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from components.model import GUEST_TYPES
@@ -62,6 +64,53 @@ def _type_name(annotation) -> str:
     return getattr(annotation, "__name__", str(annotation))
 
 
+def _forms(hint) -> list[str]:
+    """The accepted form of a type, from the model's own types: their descriptions and bounds."""
+    origin = typing.get_origin(hint)
+    if origin is typing.Annotated:
+        base, *extras = typing.get_args(hint)
+        found: list[str] = []
+        for extra in extras:
+            if isinstance(extra, FieldInfo):
+                if extra.description:
+                    return [extra.description]
+                found += _bounds(extra.metadata)
+            elif getattr(extra, "pattern", None):
+                found.append(f"matches `{extra.pattern}`")
+        return found or _forms(base)
+    if origin is dict:
+        key, value = typing.get_args(hint)
+        keys, values = "; ".join(_forms(key)), "; ".join(_forms(value))
+        return [f"{keys} to {values}" if keys else f"each value {values}"] if values else []
+    if origin in (typing.Union, types.UnionType, tuple):
+        return [form for arg in typing.get_args(hint) for form in _forms(arg) if arg is not Ellipsis]
+    return [_PLAIN_FORMS[hint]] if hint in _PLAIN_FORMS else []
+
+
+_PLAIN_FORMS = {
+    IPv4Address: "dotted IPv4 address (10.0.0.5)",
+    IPv4Interface: "IPv4 address with its prefix, CIDR (10.0.0.2/24)",
+}
+
+
+def _bounds(metadata) -> list[str]:
+    low = next((m.ge for m in metadata if hasattr(m, "ge")), None)
+    high = next((m.le for m in metadata if hasattr(m, "le")), None)
+    pattern = next((m.pattern for m in metadata if getattr(m, "pattern", None)), None)
+    found = []
+    if low is not None or high is not None:
+        found.append(f"{'' if low is None else low}..{'' if high is None else high}")
+    if pattern:
+        found.append(f"matches `{pattern}`")
+    return found
+
+
+def _accepts(model: type[BaseModel], name: str, field) -> str:
+    forms = _forms(typing.get_type_hints(model, include_extras=True)[name]) or _bounds(field.metadata)
+    forms = [f for f in dict.fromkeys(forms) if f not in (field.description or "")]
+    return "; ".join(forms).replace("|", "\\|")
+
+
 def _default(field) -> str:
     if field.default is PydanticUndefined and field.default_factory is None:
         return "**required**"
@@ -76,13 +125,19 @@ def _default(field) -> str:
 def reference() -> str:
     lines = [BEGIN, ""]
     for title, model, skip in SECTIONS:
-        lines += [f"#### {title}", "", "| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+        lines += [
+            f"#### {title}",
+            "",
+            "| key | type | default | meaning | accepted form |",
+            "| --- | --- | --- | --- | --- |",
+        ]
         for name, field in model.model_fields.items():
             if name in skip:
                 continue
             key = field.alias or name
             meaning = field.description or ""
-            lines.append(f"| `{key}` | {_type_name(field.annotation)} | {_default(field)} | {meaning} |")
+            accepts = _accepts(model, name, field)
+            lines.append(f"| `{key}` | {_type_name(field.annotation)} | {_default(field)} | {meaning} | {accepts} |")
         lines.append("")
     lines += [
         "#### Secrets (set with `pulumi config set --secret virtfleet:<key>`)",

@@ -14,6 +14,7 @@ import yaml
 from pulumi.runtime import settings
 
 from components.model import Fleet, load_fleet
+from components.model.fleet import uses_agent
 
 from .mocks import SECRET_MARK, PlanMocks, RecordingMonitor, ResourceRecord, placeholder
 
@@ -27,10 +28,12 @@ class StackConfig:
     values: dict[str, Any]  # key without namespace -> parsed value (secrets: placeholders)
     secret_keys: set[str]
     placeholders: list[str] = field(default_factory=list)  # secrets the file does not hold
+    other_keys: dict[str, Any] = field(default_factory=dict)  # full keys of other namespaces
 
     def pulumi_config(self) -> dict[str, str]:
         """As the Pulumi CLI hands config to a program: ``ns:key`` -> string (objects as JSON)."""
-        return {f"{NAMESPACE}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in self.values.items()}
+        ours = {f"{NAMESPACE}:{k}": v for k, v in self.values.items()}
+        return {k: v if isinstance(v, str) else json.dumps(v) for k, v in (self.other_keys | ours).items()}
 
 
 def read_stack_file(path: Path, stack: str) -> StackConfig:
@@ -38,17 +41,18 @@ def read_stack_file(path: Path, stack: str) -> StackConfig:
     document = yaml.safe_load(path.read_text()) or {}
     values: dict[str, Any] = {}
     secret: set[str] = set()
+    others: dict[str, Any] = {}
     for full_key, value in (document.get("config") or {}).items():
         namespace, _, key = full_key.partition(":")
         if namespace != NAMESPACE:
+            others[full_key] = value
             continue
         if isinstance(value, dict) and set(value) == {"secure"}:
             values[key], secret = placeholder(key), secret | {key}
         else:
             values[key] = value
-    config = StackConfig(stack, values, secret)
-    ssh = values.get("ssh") if isinstance(values.get("ssh"), dict) else {}
-    if "sshPrivateKey" not in values and not ssh.get("useAgent"):
+    config = StackConfig(stack, values, secret, other_keys=others)
+    if "sshPrivateKey" not in values and not uses_agent(values):
         # The key is set per user with `pulumi config set --secret`; the plan never has it.
         values["sshPrivateKey"] = placeholder("sshPrivateKey")
         secret.add("sshPrivateKey")
@@ -59,7 +63,7 @@ def read_stack_file(path: Path, stack: str) -> StackConfig:
 def load_stack(stack: str, path: Path | None = None) -> tuple[StackConfig, Fleet]:
     """Read and validate a stack; raises FleetConfigError with every problem."""
     config = read_stack_file(path or ROOT / f"Pulumi.{stack}.yaml", stack)
-    return config, load_fleet(config.values, config.secret_keys)
+    return config, load_fleet(config.values, config.secret_keys, config.other_keys)
 
 
 @dataclass

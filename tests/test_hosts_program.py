@@ -14,7 +14,8 @@ from plan.run import load_stack, run_program
 
 HOST = "virtfleet:host:HypervisorHost"
 STEP = "virtfleet:remote:RemoteStep"
-KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRlc3Qta2V5LW5vdC1yZWFsLWJ1dC13ZWxsLWZvcm1lZA"
+# a real key (the model parses it)
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAOhB7/zzhC+HXDdGOdLwJln5NYwm6UNXx3chmQSVTG4"
 
 
 def _host_steps(rec, host: str) -> dict[str, object]:

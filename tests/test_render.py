@@ -55,3 +55,17 @@ def test_readme_configuration_reference_is_current():
     from plan.reference import readme_block, reference
 
     assert readme_block() == reference(), "run: .venv/bin/python -m plan.reference --write"
+
+
+def test_yamlquote_round_trips_through_yaml_where_json_escapes_do_not():
+    """cloud-init reads its seed with PyYAML: a JSON surrogate pair would come back as two characters."""
+    import json
+
+    import yaml
+
+    from components.render import yamlquote
+
+    tricky = ["a\U0001f600b", "\\\U0001f600", "\\ud83d\\ude00", "\u2028\x85\x00", 'q": x\n- y', "%end"]
+    assert yaml.safe_load(json.dumps(tricky)) != tricky  # the bug the filter exists for
+    assert yaml.safe_load(yamlquote(tricky)) == tricky
+    assert yamlquote(["plain", 1]) == json.dumps(["plain", 1])  # identical output for everyday values

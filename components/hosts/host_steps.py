@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address
+
 from ..model import Bridge, DockerGuest, Fleet, Host
 from ..osfamily import os_family
 from ..steps import RemoteFile, RenderedStep, render_step
@@ -22,9 +24,25 @@ DOM0_ARGS = "dom0_mem=2048M,max:2048M dom0_max_vcpus=2"  # Xen4CentOS quick star
 
 
 def hosts_entries(fleet: Fleet) -> list[tuple[str, str, str]]:
-    """(address, short name, FQDN) of every machine of the stack, for /etc/hosts (the seed's list)."""
-    names = [h.name for h in fleet.hosts] + [g.name for g in fleet.guests]
-    return [(fleet.machine_address(name), name, f"{name}.{fleet.domain}") for name in names]
+    """(address, short name, FQDN) of every machine of the stack, for /etc/hosts (the seed's list).
+
+    /etc/hosts takes IP addresses only: a host reached by DNS name is listed by its first bridge's
+    address, or not at all (DNS already knows it)."""
+    entries = []
+    for name in [h.name for h in fleet.hosts] + [g.name for g in fleet.guests]:
+        address = _ip_of(fleet, name)
+        if address is not None:
+            entries.append((address, name, f"{name}.{fleet.domain}"))
+    return entries
+
+
+def _ip_of(fleet: Fleet, name: str) -> str | None:
+    address = fleet.machine_address(name)
+    try:
+        return str(IPv4Address(address))
+    except ValueError:
+        bridges = fleet.host(name).bridges if name in {h.name for h in fleet.hosts} else ()
+        return str(bridges[0].address.ip) if bridges else None
 
 
 def firewall_ports(host: Host, fleet: Fleet) -> list[str]:

@@ -7,9 +7,11 @@ refuses anything that is not a DNS label: no metacharacters, no slashes, no path
 from __future__ import annotations
 
 import re
+from functools import cache
+from ipaddress import IPv4Address
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, StringConstraints
 from pydantic.alias_generators import to_camel
 
 
@@ -36,10 +38,16 @@ def _check_mac(value: str) -> str:
         raise ValueError("a MAC address is six hex pairs separated by ':', e.g. 52:54:00:12:34:56")
     if int(value[:2], 16) & 1:
         raise ValueError("a multicast MAC cannot be a guest's address; the first octet must be even")
+    if value == "00:00:00:00:00:00":
+        raise ValueError("the all-zero MAC is reserved (no NIC may use it)")
     return value.lower()
 
 
-MacAddress = Annotated[str, AfterValidator(_check_mac)]
+MacAddress = Annotated[
+    str,
+    AfterValidator(_check_mac),
+    Field(description="six hex pairs with ':' (52:54:00:12:34:56); unicast (first octet even), not all-zero"),
+]
 
 _HOST_KEY_TYPES = (
     "ssh-ed25519",
@@ -50,18 +58,164 @@ _HOST_KEY_TYPES = (
 )
 
 
-def _check_host_key(value: str) -> str:
-    parts = value.split()
-    if len(parts) < 2 or parts[0] not in _HOST_KEY_TYPES or not re.fullmatch(r"[A-Za-z0-9+/]+=*", parts[1]):
+def _parse_public_key(value: str, what: str) -> tuple[str, str, str]:
+    """``(type, base64 body, comment)`` of an OpenSSH public key, parsed for real by ``cryptography``:
+    the body must decode to a key whose embedded type is the one the line names."""
+    from cryptography.hazmat.primitives.serialization import load_ssh_public_key  # only when keys are set
+
+    if "PRIVATE KEY" in value:
+        raise ValueError(f"this is a private key; {what} takes the public half (the .pub file), never the secret")
+    if re.search(r"[\x00-\x1f\x7f]", value):
+        raise ValueError(f"{what} is one line: no newlines or control characters")
+    parts = value.strip().split(None, 2)
+    if len(parts) < 2 or parts[0] not in _HOST_KEY_TYPES:
         raise ValueError(
-            "a host key is '<type> <base64>' as printed by `ssh-keyscan <host>` or found in "
-            f"/etc/ssh/ssh_host_*_key.pub; type one of {', '.join(_HOST_KEY_TYPES)}"
+            f"{what} is '<type> <base64> [comment]' as in a .pub file or `ssh-keyscan` output; "
+            f"type one of {', '.join(_HOST_KEY_TYPES)} (no options before it)"
         )
-    return f"{parts[0]} {parts[1]}"
+    try:
+        load_ssh_public_key(f"{parts[0]} {parts[1]}".encode())
+    except (ValueError, TypeError) as err:
+        raise ValueError(
+            f"{what}: the base64 body is not a {parts[0]} key ({err}); copy the whole line again"
+        ) from None
+    return parts[0], parts[1], parts[2] if len(parts) > 2 else ""
 
 
-HostKey = Annotated[str, AfterValidator(_check_host_key)]
+def _check_host_key(value: str) -> str:
+    kind, body, _comment = _parse_public_key(
+        value, "a host key (from `ssh-keyscan <host>` or /etc/ssh/ssh_host_*_key.pub)"
+    )
+    return f"{kind} {body}"
+
+
+HostKey = Annotated[
+    str,
+    AfterValidator(_check_host_key),
+    Field(description="'<type> <base64>' from `ssh-keyscan -t ed25519 <address>`, parsed as a real key"),
+]
+
+
+def _check_public_key(value: str) -> str:
+    kind, body, comment = _parse_public_key(value, "an authorized key")
+    return f"{kind} {body} {comment}".rstrip()
+
+
+PublicKey = Annotated[
+    str,
+    AfterValidator(_check_public_key),
+    Field(
+        description="OpenSSH public key '<type> <base64> [comment]' (ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp*), "
+        "parsed as a real key; no options, no newlines; a private key is refused"
+    ),
+]
+
+
+def _check_dns_name(value: str) -> str:
+    """RFC 1123 host/domain name: dot-separated labels of a-z, 0-9 and '-', none empty or edged by '-'."""
+    if not value or len(value) > 253:
+        raise ValueError("a DNS name has 1 to 253 characters")
+    if value.startswith("-"):
+        raise ValueError("must not start with '-' (it would read as a command-line option)")
+    labels = value.lower().split(".")
+    if any(label == "" for label in labels):
+        raise ValueError("has an empty label (a leading, trailing or doubled '.')")
+    for label in labels:
+        if len(label) > 63 or not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?", label):
+            raise ValueError(
+                f"label {label!r} is not RFC 1123: a-z, 0-9 and '-', at most 63, not starting or ending with '-'"
+            )
+    return value.lower()
+
+
+DnsName = Annotated[
+    str,
+    AfterValidator(_check_dns_name),
+    Field(description="DNS name (RFC 1123): labels of a-z, 0-9, '-' joined by '.', e.g. example.internal"),
+]
+
+
+def _check_host_address(value: str) -> str:
+    if "@" in value:
+        raise ValueError("an address only: put the login user in ssh.user, not user@host")
+    if value.startswith("-"):
+        raise ValueError("must not start with '-' (it would read as an ssh option)")
+    try:
+        return str(IPv4Address(value))
+    except ValueError:
+        pass
+    if re.fullmatch(r"[0-9.]+", value):
+        raise ValueError("is not a valid IPv4 address") from None
+    if ":" in value:
+        raise ValueError("an address only: put the SSH port in the port key, not host:port (IPv6 is not supported)")
+    return _check_dns_name(value)
+
+
+HostAddress = Annotated[
+    str,
+    AfterValidator(_check_host_address),
+    Field(description="IPv4 address or DNS name (RFC 1123); no user@, no :port, no leading '-'"),
+]
+
+
+@cache
+def _time_zones() -> frozenset[str]:
+    from zoneinfo import available_timezones  # the tzdata package when the system has no zoneinfo
+
+    return frozenset(available_timezones())
+
+
+def _check_timezone(value: str) -> str:
+    if value not in _time_zones():
+        raise ValueError("is not a time zone of the tz database; use a name such as UTC or Europe/London")
+    return value
+
+
+TimeZone = Annotated[
+    str, AfterValidator(_check_timezone), Field(description="a tz database zone: UTC, Europe/London, Asia/Shanghai")
+]
+
+# RPM names: what rpm allows in a package name (letters, digits and ._+-), not starting with '-' so it
+# never reads as an option to dnf/yum (cloud-init passes packages to them) or as a kickstart exclusion.
+_RPM = r"[A-Za-z0-9_+][A-Za-z0-9._+-]*"
+RpmPackage = Annotated[
+    str,
+    StringConstraints(pattern=rf"^(?:{_RPM}|@\^?{_RPM})$", max_length=200),
+    Field(description="an RPM package name (httpd) or a group id with '@' (@core, @^minimal-environment)"),
+]
+KickstartPackage = Annotated[
+    str,
+    StringConstraints(pattern=rf"^(?:-?@?{_RPM}|@\^{_RPM})$", max_length=200),
+    Field(description="a %packages line: package name, @group id, @^environment id, or -name / -@group to exclude"),
+]
+
+EnvName = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=255),
+    Field(description="environment variable name: letters, digits and '_', not starting with a digit"),
+]
+
+
+def _check_plain_url(value):
+    text = str(value)
+    if not re.fullmatch(r"[A-Za-z0-9._~:/?#@%+=,&-]+", text):
+        raise ValueError(
+            "the URL may hold only letters, digits and ._~:/?#@%+=,&- (it lands in a kickstart line and "
+            "a kernel command line); percent-encode anything else"
+        )
+    return value
+
+
+PlainUrl = Annotated[
+    HttpUrl,
+    AfterValidator(_check_plain_url),
+    Field(description="http(s) URL of letters, digits and ._~:/?#@%+=,&- (percent-encode the rest)"),
+]
 
 # Package names, docker images, URLs and similar values are quoted wherever they are used,
 # but we still refuse control characters so nothing can break a line in a rendered file.
-SafeText = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]*$", min_length=1)]
+SafeText = Annotated[
+    str,
+    StringConstraints(pattern=r"^[^\x00-\x1f\x7f]*$", min_length=1),
+    Field(description="one line of text: no newlines or control characters"),
+]

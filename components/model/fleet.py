@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from difflib import get_close_matches
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
-from .common import Frozen, SafeText
-from .errors import FleetConfigError, Problem, key_path, pydantic_problems
+from .common import DnsName, Frozen
+from .errors import NAMESPACE, FleetConfigError, Problem, key_path, pydantic_problems
 from .guests import GUEST_TYPES, Guest
 from .hosts import Host, SshAccess
 from .lb import LoadBalancer
@@ -23,11 +23,10 @@ SECRET_KEYS = {
     "tlsCertificate": "PEM certificate and key for the HTTPS frontend (self-signed when absent)",
 }
 MODEL_KEYS = ("domain", "ssh", "hosts", "guests", "loadBalancer")
-_DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
 
 
 class Fleet(Frozen):
-    domain: SafeText = Field("virtfleet.internal", description="DNS domain of every machine of the stack")
+    domain: DnsName = Field("virtfleet.internal", description="DNS domain of every machine of the stack (RFC 1123)")
     ssh: SshAccess = Field(SshAccess(), description="how virtfleet logs in to the hosts over SSH")
     hosts: tuple[Host, ...] = Field(min_length=1, description="the hypervisor hosts")
     guests: tuple[Guest, ...] = Field((), description="the guests of every type, each on one host")
@@ -71,6 +70,16 @@ def _parse_list(raw: Any, key: str, parse_item, problems: list[Problem]) -> list
     return [(i, item) for i, entry in enumerate(raw) if (item := parse_item(entry, i)) is not None]
 
 
+def _failed_names(raw: Any, parsed: list[tuple[int, Any]]) -> set[str]:
+    """Names of list entries that did not parse (their own problems are reported already)."""
+    if not isinstance(raw, list):
+        return set()
+    good = {i for i, _ in parsed}
+    return {
+        e["name"] for i, e in enumerate(raw) if i not in good and isinstance(e, dict) and isinstance(e.get("name"), str)
+    }
+
+
 def _parse_guest(raw: Any, index: int, problems: list[Problem]) -> Guest | None:
     if not isinstance(raw, dict):
         problems.append(Problem(key_path("guests", index), "each guest is a mapping of keys"))
@@ -83,17 +92,54 @@ def _parse_guest(raw: Any, index: int, problems: list[Problem]) -> Guest | None:
     return _parse_one(model, raw, ("guests", index), problems)
 
 
-def load_fleet(config: Mapping[str, Any], secret_keys: frozenset[str] | set[str] = frozenset()) -> Fleet:
+# Config namespaces of the providers the program uses: their keys are theirs to read.
+PROVIDER_NAMESPACES = frozenset({"pulumi", "libvirt", "docker", "command", "random", "tls"})
+
+
+def foreign_key_problems(full_keys: Iterable[str]) -> list[Problem]:
+    """Keys under a namespace that is neither ours nor a provider's, but close to ``virtfleet``: a typo
+    that would otherwise be ignored silently (and a default used instead)."""
+    problems = []
+    for full_key in full_keys:
+        namespace, _, key = full_key.partition(":")
+        if namespace == NAMESPACE or namespace in PROVIDER_NAMESPACES:
+            continue
+        if namespace.lower() == NAMESPACE or get_close_matches(namespace.lower(), [NAMESPACE], cutoff=0.75):
+            problems.append(
+                Problem(
+                    full_key,
+                    f"namespace {namespace!r} looks like a misspelling of {NAMESPACE!r}; this key is ignored "
+                    f"as written: rename it to {NAMESPACE}:{key}",
+                )
+            )
+    return problems
+
+
+def uses_agent(config: Mapping[str, Any]) -> bool:
+    """``ssh.useAgent`` as the model reads it ("false" is false); False when ``ssh`` is invalid
+    (``load_fleet`` reports why)."""
+    try:
+        return SshAccess.model_validate(config.get("ssh") or {}).use_agent
+    except ValidationError:
+        return False
+
+
+def load_fleet(
+    config: Mapping[str, Any],
+    secret_keys: frozenset[str] | set[str] = frozenset(),
+    other_keys: Iterable[str] = (),
+) -> Fleet:
     """Validate one stack's ``virtfleet:*`` config (keys without the namespace, values parsed).
 
-    ``secret_keys`` names the keys the stack stores as secrets. Every problem found is reported
-    at once; nothing is returned unless the whole configuration is valid.
+    ``secret_keys`` names the keys the stack stores as secrets; ``other_keys`` are the stack's
+    full keys outside the ``virtfleet`` namespace (checked for a misspelled namespace). Every
+    problem found is reported at once; nothing is returned unless the whole configuration is valid.
     """
-    from .rules import cross_check  # rules import Fleet's parts; keep the import graph one-way
+    from .rules import Invalid, cross_check  # rules import Fleet's parts; keep the import graph one-way
 
     # Pulumi.yaml gives optional keys empty defaults ("" and {}): those mean "not set".
     config = {k: v for k, v in config.items() if v not in ("", {}, None)}
-    problems: list[Problem] = []
+    problems: list[Problem] = foreign_key_problems(other_keys)
     for key in config:
         if key not in MODEL_KEYS and key not in SECRET_KEYS:
             known = ", ".join([*MODEL_KEYS, *SECRET_KEYS])
@@ -105,10 +151,13 @@ def load_fleet(config: Mapping[str, Any], secret_keys: frozenset[str] | set[str]
     parts: dict[str, Any] = {}
     if config.get("domain") is not None:
         domain = config["domain"]
-        if isinstance(domain, str) and _DOMAIN.fullmatch(domain):
-            parts["domain"] = domain
-        else:
-            problems.append(Problem(key_path("domain"), "must be a DNS domain such as example.internal", domain))
+        try:
+            parts["domain"] = TypeAdapter(DnsName).validate_python(domain, strict=True)
+        except ValidationError as err:
+            why = err.errors()[0]["msg"].removeprefix("Value error, ")
+            problems.append(
+                Problem(key_path("domain"), f"must be a DNS domain such as example.internal: {why}", domain)
+            )
     if config.get("ssh") is not None:
         parts["ssh"] = _parse_one(SshAccess, config["ssh"], ("ssh",), problems)
     parts["hosts"] = _parse_list(
@@ -122,8 +171,7 @@ def load_fleet(config: Mapping[str, Any], secret_keys: frozenset[str] | set[str]
     if config.get("loadBalancer") is not None:
         parts["load_balancer"] = _parse_one(LoadBalancer, config["loadBalancer"], ("loadBalancer",), problems)
 
-    ssh = parts.get("ssh") or SshAccess()
-    if not ssh.use_agent and "sshPrivateKey" not in secret_keys:
+    if not uses_agent(config) and "sshPrivateKey" not in secret_keys:
         problems.append(
             Problem(
                 key_path("sshPrivateKey"),
@@ -132,8 +180,12 @@ def load_fleet(config: Mapping[str, Any], secret_keys: frozenset[str] | set[str]
             )
         )
 
-    # Cross-field rules run on whatever did parse, so one run shows every problem.
-    problems.extend(cross_check(parts))
+    # Cross-field rules run on whatever did parse, so one run shows every problem; a reference to an
+    # entry that failed on its own says so once instead of "no such host".
+    invalid = Invalid(
+        _failed_names(config.get("hosts"), parts["hosts"]), _failed_names(config.get("guests"), parts["guests"])
+    )
+    problems.extend(cross_check(parts, invalid))
     if problems:
         raise FleetConfigError(problems)
     parts["hosts"] = tuple(host for _, host in parts["hosts"])

@@ -10,9 +10,21 @@ import re
 from ipaddress import IPv4Address
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, HttpUrl, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
-from .common import Frozen, InterfaceName, MacAddress, Name, Port, SafeText
+from .common import (
+    EnvName,
+    Frozen,
+    InterfaceName,
+    KickstartPackage,
+    MacAddress,
+    Name,
+    PlainUrl,
+    Port,
+    RpmPackage,
+    SafeText,
+    TimeZone,
+)
 from .hosts import Role
 
 PowerState = Literal["running", "paused", "stopped"]
@@ -50,16 +62,20 @@ class Guest(Frozen):
 
 
 class CloudImage(Frozen):
-    url: HttpUrl | None = Field(None, description="qcow2 cloud image; default: the os family's GenericCloud")
-    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    url: PlainUrl | None = Field(None, description="qcow2 cloud image; default: the os family's GenericCloud")
+    sha256: str | None = Field(
+        None, pattern=r"^[0-9a-f]{64}$", description="64 lowercase hex digits; without it a plain-HTTP url warns"
+    )
 
 
 class Installer(Frozen):
     """The seed's path: boot an install tree's kernel/initrd with a kickstart on the command line."""
 
-    location: HttpUrl = Field(description="install tree (has images/pxeboot/vmlinuz and initrd.img)")
-    packages: tuple[SafeText, ...] = ("@core",)
-    timezone: SafeText = "UTC"
+    location: PlainUrl = Field(description="install tree (has images/pxeboot/vmlinuz and initrd.img)")
+    packages: tuple[KickstartPackage, ...] = Field(
+        ("@core",), description="%packages lines: package names, @group and @^environment ids, -name to exclude"
+    )
+    timezone: TimeZone = Field("UTC", description="a tz database zone (UTC, Europe/London)")
 
 
 class KvmGuest(Guest):
@@ -69,8 +85,10 @@ class KvmGuest(Guest):
     install: Installer | None = None
     cpu_mode: Literal["host-passthrough", "host-model", "custom"] = "host-passthrough"
     graphics: Literal["spice", "vnc", "none"] = "spice"
-    packages: tuple[SafeText, ...] = ()
-    runcmd: tuple[SafeText, ...] = ()
+    packages: tuple[RpmPackage, ...] = Field((), description="cloud-init packages: RPM names or @group ids")
+    runcmd: tuple[SafeText, ...] = Field(
+        (), description="cloud-init runcmd: one-line shell commands, run as root at first boot (JSON-quoted)"
+    )
     protect: bool = Field(False, description="Pulumi refuses to delete the domain")
     retain_disk: bool = Field(False, description="keep the guest's disk when the domain is deleted")
 
@@ -89,7 +107,7 @@ class XenGuest(Guest):
     required_role: ClassVar[Role] = Role.XEN
     type: Literal["xen"]
     mode: Literal["pvh", "hvm", "pv"] = "pvh"
-    image: HttpUrl | None = Field(None, description="raw/qcow2 disk image; default: the os family's cloud image")
+    image: PlainUrl | None = Field(None, description="raw/qcow2 disk image; default: the os family's cloud image")
     on_reboot: Literal["restart", "destroy", "preserve"] = "restart"
     on_crash: Literal["restart", "destroy", "preserve", "coredump-destroy"] = "restart"
 
@@ -109,7 +127,9 @@ class OpenvzGuest(Guest):
     required_role: ClassVar[Role] = Role.OPENVZ
     type: Literal["openvz"]
     ctid: int = Field(ge=101, le=2147483647, description="container ID; 0-100 are reserved")
-    ostemplate: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]+$")] = DEFAULT_OSTEMPLATE
+    ostemplate: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")] = Field(
+        DEFAULT_OSTEMPLATE, description="OS template name: letters, digits and ._-, starting with a letter or digit"
+    )
     nameservers: tuple[IPv4Address, ...] = ()
 
     @model_validator(mode="before")
@@ -129,7 +149,7 @@ class VirtualboxGuest(Guest):
     os_type: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]+$")] = Field(
         "RedHat_64", description="VBoxManage --ostype"
     )
-    image: HttpUrl | None = Field(None, description="VDI/VMDK disk to clone; default: empty disk + installer")
+    image: PlainUrl | None = Field(None, description="VDI/VMDK disk to clone; default: empty disk + installer")
     vrde: bool = Field(False, description="remote display on 127.0.0.1 only")
 
 
@@ -147,7 +167,9 @@ class DockerGuest(Guest):
     image: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._/:@-]*$")] = Field(description="e.g. httpd:2.4")
     disk_gib: int = Field(0, ge=0, alias="diskGiB", description="containers use the host's image store")
     ports: tuple[PortMapping, ...] = ()
-    env: dict[str, SafeText] = Field(default_factory=dict)
+    env: dict[EnvName, SafeText] = Field(
+        default_factory=dict, description="environment: NAME (letters, digits, '_') to a one-line value"
+    )
     command: tuple[SafeText, ...] | None = None
     restart: Literal["no", "on-failure", "always", "unless-stopped"] = "unless-stopped"
 

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from .common import Frozen, HostKey, InterfaceName, Name, Port, SafeText
+from .common import Frozen, HostAddress, HostKey, InterfaceName, Name, Port, PublicKey
 
 
 class Role(StrEnum):
@@ -81,7 +81,9 @@ class Bridge(Frozen):
 
 class Host(Frozen):
     name: Name = Field(description="host name; also its resource name and /etc/hosts entry")
-    address: SafeText = Field(description="IP address or DNS name virtfleet connects to over SSH")
+    address: HostAddress = Field(
+        description="IPv4 address or DNS name (RFC 1123) virtfleet connects to over SSH; no user@, no :port"
+    )
     port: Port = Field(22, description="SSH port")
     host_key: HostKey | None = Field(None, description="pinned SSH host key; without it the plan warns")
     os_family: Literal["el7", "el9"] = Field("el9", description="el7: yum + network-scripts; el9: dnf + NetworkManager")
@@ -109,7 +111,7 @@ class Host(Frozen):
 
 
 class JumpHost(Frozen):
-    host: SafeText = Field(description="bastion every SSH connection goes through")
+    host: HostAddress = Field(description="bastion every SSH connection goes through: IPv4 address or DNS name")
     port: Port = 22
     user: Name = "root"
     host_key: HostKey | None = None
@@ -121,6 +123,8 @@ class SshAccess(Frozen):
     user: Name = "root"
     use_agent: bool = Field(False, description="authenticate with $SSH_AUTH_SOCK instead of sshPrivateKey")
     jump_host: JumpHost | None = Field(None, description="optional bastion")
-    authorized_keys: tuple[SafeText, ...] = Field(
-        (), description="public keys authorized on guests besides the public half of sshPrivateKey"
+    authorized_keys: tuple[PublicKey, ...] = Field(
+        (),
+        description="OpenSSH public keys ('<type> <base64> [comment]', parsed as real keys; a private key is "
+        "refused) authorized on guests besides the public half of sshPrivateKey",
     )

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
-from .common import Frozen, Name, Port, SafeText
+from .common import DnsName, Frozen, Name, Port
 
 
 class Endpoint(Frozen):
@@ -21,7 +21,7 @@ class Https(Frozen):
     redirect: bool = Field(True, description="answer plain HTTP with a redirect to HTTPS")
     # The certificate itself is the secret virtfleet:tlsCertificate (PEM, cert + key);
     # without it a self-signed one is generated with pulumi-tls.
-    common_name: SafeText | None = None
+    common_name: DnsName | None = Field(None, description="the self-signed certificate's name (RFC 1123)")
 
 
 class HealthCheck(Frozen):
@@ -58,9 +58,10 @@ class LoadBalancer(Frozen):
         "(an in-memory ring forwarded over one connection, off the request path) or udp, port 514 (the "
         "seed's wiring: one datagram per request)",
     )
-    timeouts_ms: dict[Literal["connect", "client", "server", "httpRequest", "httpKeepAlive", "queue"], int] = Field(
-        default_factory=dict, description="overrides of the tier's timeout defaults"
-    )
+    timeouts_ms: dict[
+        Literal["connect", "client", "server", "httpRequest", "httpKeepAlive", "queue"],
+        Annotated[int, Field(ge=1, le=86_400_000)],
+    ] = Field(default_factory=dict, description="overrides of the tier's timeout defaults, 1 ms to 24 h each")
 
     @property
     def stats_bind(self) -> Endpoint:

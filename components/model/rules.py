@@ -20,19 +20,38 @@ from .lb import LoadBalancer
 Indexed = list[tuple[int, Any]]
 
 
-def cross_check(parts: dict[str, Any]) -> list[Problem]:
+class Invalid:
+    """Names of entries that exist in the config but failed validation (their own errors come first).
+
+    A reference to one says so once ("host kvm1 is invalid, see above"); later references are left
+    out, so the first-cause error is not buried under consequential ones.
+    """
+
+    def __init__(self, hosts: Iterable[str] = (), guests: Iterable[str] = ()):
+        self.hosts, self.guests = frozenset(hosts), frozenset(guests)
+        self._said: set[str] = set()
+
+    def mention(self, path: str, kind: str, name: str) -> list[Problem]:
+        if name in self._said:
+            return []
+        self._said.add(name)
+        return [Problem(path, f"{kind} {name} is invalid, see above", name)]
+
+
+def cross_check(parts: dict[str, Any], invalid: Invalid | None = None) -> list[Problem]:
     hosts: Indexed = parts.get("hosts", [])
     guests: Indexed = parts.get("guests", [])
     lb: LoadBalancer | None = parts.get("load_balancer")
+    invalid = invalid or Invalid()
     by_host = {host.name: host for _, host in hosts}
     return [
         *unique_names(hosts, guests),
         *host_rules(hosts),
-        *guest_placement(by_host, guests),
+        *guest_placement(by_host, guests, invalid),
         *unique_addresses(hosts, guests),
         *capacity(hosts, guests),
-        *host_ports(by_host, guests, lb),
-        *load_balancer_rules(by_host, guests, lb),
+        *host_ports(hosts, guests, lb),
+        *load_balancer_rules(by_host, guests, lb, invalid),
     ]
 
 
@@ -87,7 +106,16 @@ def host_rules(hosts: Indexed) -> list[Problem]:
             path = key_path("hosts", i, "bridges", j)
             if bridge.interface == bridge.name:
                 problems.append(Problem(f"{path}.interface", "must differ from the bridge's own name"))
-            if bridge.gateway is not None and bridge.gateway not in bridge.address.network:
+            if bridge.gateway is not None and bridge.gateway == bridge.address.ip:
+                problems.append(
+                    Problem(
+                        f"{path}.gateway",
+                        "is the bridge's own address; the gateway is the router of the subnet "
+                        "(leave it out when there is none)",
+                        str(bridge.gateway),
+                    )
+                )
+            elif bridge.gateway is not None and bridge.gateway not in bridge.address.network:
                 problems.append(
                     Problem(
                         f"{path}.gateway",
@@ -105,10 +133,13 @@ def host_rules(hosts: Indexed) -> list[Problem]:
     return problems
 
 
-def guest_placement(by_host: dict[str, Host], guests: Indexed) -> list[Problem]:
+def guest_placement(by_host: dict[str, Host], guests: Indexed, invalid: Invalid) -> list[Problem]:
     problems = []
     for i, guest in guests:
         host = by_host.get(guest.host)
+        if host is None and guest.host in invalid.hosts:
+            problems += invalid.mention(key_path("guests", i, "host"), "host", guest.host)
+            continue
         if host is None:
             problems.append(
                 Problem(
@@ -197,6 +228,16 @@ def capacity(hosts: Indexed, guests: Indexed) -> list[Problem]:
     for i, host in hosts:
         placed = [g for _, g in guests if g.host == host.name]
         cap = host.capacity
+        for j, guest in guests:
+            if guest.host == host.name and guest.vcpus > cap.cpu_threads:
+                problems.append(
+                    Problem(
+                        key_path("guests", j, "vcpus"),
+                        f"is more than host {host.name}'s {cap.cpu_threads} hardware threads "
+                        f"(hosts[{i}].capacity.cpuThreads); a guest's vCPUs cannot exceed its host's threads",
+                        guest.vcpus,
+                    )
+                )
         for key, used, limit, unit, ratio in (
             (
                 "cpuThreads",
@@ -232,39 +273,70 @@ def capacity(hosts: Indexed, guests: Indexed) -> list[Problem]:
     return problems
 
 
-def host_ports(by_host: dict[str, Host], guests: Indexed, lb: LoadBalancer | None) -> list[Problem]:
-    """Published ports of one host may not collide (docker port maps and the balancer's binds)."""
-    per_host: dict[str, list[tuple[str, tuple]]] = defaultdict(list)
+# (key path, protocol, address or None for every address, port, what it is) of one listening socket
+Bind = tuple[str, str, IPv4Address | None, int, str]
+
+
+def host_ports(hosts: Indexed, guests: Indexed, lb: LoadBalancer | None) -> list[Problem]:
+    """Ports bound on one machine may not collide on one address (0.0.0.0 overlaps every address):
+    the SSH port virtfleet manages each machine through, docker port maps, the balancer's binds."""
+    binds: dict[str, list[Bind]] = defaultdict(list)
+    for i, host in hosts:
+        ssh = f"the SSH port virtfleet manages host {host.name} through"
+        binds[host.name].append((key_path("hosts", i, "port"), "tcp", None, host.port, ssh))
     for i, guest in guests:
         if isinstance(guest, DockerGuest):
             for j, port in enumerate(guest.ports):
-                per_host[guest.host].append(
-                    (key_path("guests", i, "ports", j, "hostPort"), (port.protocol, port.host_port))
-                )
-    if lb is not None and lb.node in by_host:
-        per_host[lb.node] += _lb_binds(lb)
+                path = key_path("guests", i, "ports", j, "hostPort")
+                binds[guest.host].append((path, port.protocol, port.host_ip, port.host_port, "the port"))
+        elif lb is not None and guest.name == lb.node:
+            # a guest balancer node is managed over SSH on port 22 of its own address
+            ssh = f"the SSH port virtfleet manages guest {guest.name} through"
+            binds[guest.name].append((key_path("guests", i, "name"), "tcp", None, 22, ssh))
+    if lb is not None and lb.node in {h.name for _, h in hosts} | {g.name for _, g in guests}:
+        binds[lb.node] += _lb_binds(lb)
     problems = []
-    for entries in per_host.values():
-        problems += _duplicates(entries, "the port")
+    for entries in binds.values():
+        problems += _colliding_binds(entries)
     return problems
 
 
-def _lb_binds(lb: LoadBalancer) -> list[tuple[str, tuple]]:
-    binds = [(key_path("loadBalancer", "frontend", "port"), ("tcp", lb.frontend.port))]
+def _colliding_binds(entries: list[Bind]) -> list[Problem]:
+    problems = []
+    for n, (path, protocol, address, port, _) in enumerate(entries):
+        for first_path, first_protocol, first_address, first_port, what in entries[:n]:
+            every = address is None or first_address is None or address.is_unspecified or first_address.is_unspecified
+            if (protocol, port) == (first_protocol, first_port) and (every or address == first_address):
+                problems.append(Problem(path, f"{what} {port}/{protocol} is already used at {first_path}", port))
+                break
+    return problems
+
+
+def _lb_binds(lb: LoadBalancer) -> list[Bind]:
+    frontend = lb.frontend.address
+    binds: list[Bind] = [(key_path("loadBalancer", "frontend", "port"), "tcp", frontend, lb.frontend.port, "the port")]
     if lb.https.enabled:
-        binds.append((key_path("loadBalancer", "https", "port"), ("tcp", lb.https.port)))
+        binds.append((key_path("loadBalancer", "https", "port"), "tcp", frontend, lb.https.port, "the port"))
     if lb.stats.enabled:
-        binds.append((key_path("loadBalancer", "stats", "bind", "port"), ("tcp", lb.stats_bind.port)))
+        stats = lb.stats_bind
+        path = key_path("loadBalancer", "stats", "bind", "port")
+        binds.append((path, "tcp", stats.address, stats.port, "the port"))
     return binds
 
 
-def load_balancer_rules(by_host: dict[str, Host], guests: Indexed, lb: LoadBalancer | None) -> list[Problem]:
+def load_balancer_rules(
+    by_host: dict[str, Host], guests: Indexed, lb: LoadBalancer | None, invalid: Invalid
+) -> list[Problem]:
     if lb is None:
         return []
     by_guest = {g.name: g for _, g in guests}
     problems = []
     if lb.node not in by_host and lb.node not in by_guest:
-        problems.append(Problem(key_path("loadBalancer", "node"), "names no host or guest", lb.node))
+        if lb.node in invalid.hosts | invalid.guests:
+            kind = "host" if lb.node in invalid.hosts else "guest"
+            problems += invalid.mention(key_path("loadBalancer", "node"), kind, lb.node)
+        else:
+            problems.append(Problem(key_path("loadBalancer", "node"), "names no host or guest", lb.node))
     else:
         node = by_host.get(lb.node) or by_guest[lb.node]
         if node.os_family == "el7":
@@ -276,7 +348,6 @@ def load_balancer_rules(by_host: dict[str, Host], guests: Indexed, lb: LoadBalan
                     lb.node,
                 )
             )
-        problems += _duplicates(_lb_binds(lb), "the port")
         node_addresses = _addresses_of(lb.node, by_host, by_guest)
         for path, endpoint in (
             (key_path("loadBalancer", "frontend", "address"), lb.frontend),
@@ -304,7 +375,9 @@ def load_balancer_rules(by_host: dict[str, Host], guests: Indexed, lb: LoadBalan
         for j, name in enumerate(getattr(lb, group)):
             path = key_path("loadBalancer", group, j)
             guest = by_guest.get(name)
-            if guest is None:
+            if guest is None and name in invalid.guests:
+                problems += invalid.mention(path, "guest", name)
+            elif guest is None:
                 problems.append(Problem(path, f"names no guest; guests are {', '.join(by_guest) or 'none'}", name))
             elif guest.network is None:
                 problems.append(Problem(path, "a web server needs network.ip so the balancer can reach it", name))
@@ -324,3 +397,21 @@ def _addresses_of(name: str, by_host: dict[str, Host], by_guest: dict[str, Guest
         return found
     guest = by_guest[name]
     return {guest.network.ip} if guest.network else set()
+
+
+def image_warnings(fleet: Any) -> list[str]:
+    """Images fetched over plain HTTP with no checksum to verify them: anyone on the path can swap them.
+
+    A warning here; prod's refusal belongs to the policy pack (not built yet)."""
+    warnings = []
+    for i, guest in enumerate(fleet.guests):
+        image = getattr(guest, "image", None)
+        url, checksum, key = image, None, key_path("guests", i, "image")
+        if hasattr(image, "sha256"):  # a KVM CloudImage: url + sha256
+            url, checksum, key = image.url, image.sha256, key_path("guests", i, "image", "url")
+        if url is not None and not isinstance(url, str) and url.scheme == "http" and checksum is None:
+            warnings.append(
+                f"{key}: {url} is fetched over plain HTTP without a sha256 checksum; use https or set "
+                f"{key_path('guests', i, 'image', 'sha256')} (a checksum is only possible for kvm images)"
+            )
+    return warnings
