@@ -40,7 +40,7 @@ POLICY_DIR = ROOT / "policy"
 if str(POLICY_DIR) not in sys.path:  # the pack imports its rules as the engine runs it: from its own folder
     sys.path.insert(0, str(POLICY_DIR))
 
-from virtfleet_policies import PACK_NAME, POLICIES  # noqa: E402
+from virtfleet_policies import PACK_NAME, POLICIES, SECURITY  # noqa: E402, F401 (SECURITY: for tests)
 
 LEVELS = {level.value: level for level in EnforcementLevel}
 

@@ -65,11 +65,13 @@ container_no_host_namespaces = ResourceValidationPolicy(
 def _admin_ports(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if args.resource_type != CONTAINER_TYPE:
         return
-    admin = set(args.get_config().get("adminPorts", DEFAULT_ADMIN_PORTS))
+    admin = {int(p) for p in args.get_config().get("adminPorts", DEFAULT_ADMIN_PORTS)}
     for index, port in enumerate(as_list(args.props.get("ports"))):
         internal, external = port.get("internal"), port.get("external")
-        hit = {p for p in (internal, external) if p is not None and int(p) in admin}
-        if not hit:
+        # Numbers reach a policy as the engine's JSON numbers (floats): compare and show them as ints.
+        internal = int(internal) if internal is not None else None
+        external = int(external) if external is not None else None
+        if not {p for p in (internal, external) if p is not None} & admin:
             continue
         ip = port.get("ip") or "0.0.0.0"
         if not is_loopback(ip):
