@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 import json
 import re
+import subprocess
+import sys
 from functools import cache
 
 import pulumi
@@ -299,3 +301,29 @@ def test_a_policy_that_raises_is_that_policys_failure():
         "policy broken-stack failed: ZeroDivisionError: division by zero"
     ]
     assert {f.policy for f in found} >= {"guests-protected", "images-pinned"}  # the others still ran
+
+
+def test_make_plan_writes_everything_then_fails_on_a_mandatory_violation(tmp_path):
+    """prod under a config that makes every policy mandatory: its unpinned host keys now block."""
+    strict = tmp_path / "strict.json"
+    strict.write_text(json.dumps(ALL_MANDATORY))
+    build = tmp_path / "build"
+    done = subprocess.run(
+        [sys.executable, "-m", "plan", "--stack", "prod", "--build", build, "--policy-config", strict],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "make plan: stack prod violates mandatory policies" in done.stderr
+    assert (build / "prod" / "plan.json").is_file() and (build / "prod" / "haproxy/etc/haproxy/haproxy.cfg").is_file()
+    text = (build / "prod" / "policy.json").read_text()
+    document = json.loads(text)
+    assert document["stack"] == "prod" and document["pack"] == "virtfleet"
+    levels = {(v["policy"], v["level"]) for v in document["violations"]}
+    assert levels == {("ssh-host-key-pinned", "mandatory"), ("images-pinned", "mandatory")}
+    kvm1 = [v for v in document["violations"] if v["name"] == "kvm1-preflight"]
+    assert kvm1 and kvm1[0]["resource"].endswith("::kvm1-preflight") and kvm1[0]["type"] == "command:remote:Command"
+    assert f"policy pack virtfleet: {len(document['violations'])} mandatory, 0 advisory violation(s)" in done.stdout
+    assert "PLAN-PLACEHOLDER" not in text and "PLAN-PLACEHOLDER" not in done.stdout
