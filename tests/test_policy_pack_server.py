@@ -78,6 +78,18 @@ def _provider(record: ResourceRecord, by_urn: dict) -> proto.AnalyzerProviderRes
     )
 
 
+def _fields(record: ResourceRecord, by_urn: dict) -> dict:
+    """What an AnalyzeRequest and an AnalyzerResource both carry about a resource."""
+    return {
+        "type": record.type,
+        "properties": _struct(record.inputs),
+        "urn": record.urn,
+        "name": record.name,
+        "options": _options(record),
+        "provider": _provider(record, by_urn),
+    }
+
+
 def _verdicts(diagnostics, descriptions: dict[str, str], urn: str = "") -> set[tuple[str, str, str, str]]:
     """(policy, level, urn, message); a resource policy's violation without a URN is the resource's own."""
     out = set()
@@ -110,34 +122,13 @@ def test_the_pack_and_the_offline_adapter_agree_on_a_stack_with_violations(analy
     by_urn = recording.by_urn()
     served: set = set()
     for record in recording.resources:
-        response = analyzer.Analyze(
-            proto.AnalyzeRequest(
-                type=record.type,
-                properties=_struct(record.inputs),
-                urn=record.urn,
-                name=record.name,
-                options=_options(record),
-                provider=_provider(record, by_urn),
-            )
-        )
+        response = analyzer.Analyze(proto.AnalyzeRequest(**_fields(record, by_urn)))
         served |= _verdicts(response.diagnostics, descriptions, record.urn)
-    stack = analyzer.AnalyzeStack(
-        proto.AnalyzeStackRequest(
-            resources=[
-                proto.AnalyzerResource(
-                    type=r.type,
-                    properties=_struct(r.inputs),
-                    urn=r.urn,
-                    name=r.name,
-                    options=_options(r),
-                    provider=_provider(r, by_urn),
-                    parent=r.parent,
-                    dependencies=r.dependencies,
-                )
-                for r in recording.resources
-            ]
-        )
-    )
+    resources = [
+        proto.AnalyzerResource(**_fields(r, by_urn), parent=r.parent, dependencies=r.dependencies)
+        for r in recording.resources
+    ]
+    stack = analyzer.AnalyzeStack(proto.AnalyzeStackRequest(resources=resources))
     served |= _verdicts(stack.diagnostics, descriptions)
 
     offline = {(f.policy, f.level, f.resource or "", f.message) for f in evaluate(recording, config)}
