@@ -27,4 +27,4 @@ if [ ${#missing[@]} -gt 0 ]; then
   exit 1
 fi
 engine/pulumi stack select --create "$stack"
-exec engine/pulumi preview --diff --stack "$stack"
+exec engine/pulumi preview --diff --stack "$stack" --policy-pack policy --policy-pack-config "policy/config/$stack.json"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from components.model import FleetConfigError
 
+from .policy import config_path, evaluate, policy_document, read_config, summary_lines, write_policy
 from .run import ROOT, load_stack, run_program
 from .topology import write_topology
 from .write import machine_files, tree_lines, type_counts, write_build
@@ -18,6 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stack", default="dev", help="stack name: reads Pulumi.<stack>.yaml (default dev)")
     parser.add_argument("--file", type=Path, help="another stack file to read instead (same format)")
     parser.add_argument("--build", type=Path, default=ROOT / "build", help="output folder (default build/)")
+    parser.add_argument(
+        "--policy-config", type=Path, help="policy pack config to apply (default policy/config/<stack>.json)"
+    )
     args = parser.parse_args(argv)
 
     path = args.file or ROOT / f"Pulumi.{args.stack}.yaml"
@@ -53,6 +57,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote the topology: {', '.join(str(target / name) for name in written)}")
     if "topology.svg" not in written:
         print("note: Graphviz's dot is not installed (apt-get install graphviz), so no topology.svg")
+    return check_policies(recording, target, args.policy_config or config_path(args.stack))
+
+
+def check_policies(recording, target: Path, config_file: Path) -> int:
+    """The policy pack over the recording: policy.json, a summary, 1 on a mandatory violation."""
+    findings = evaluate(recording, read_config(config_file))
+    written = write_policy(target, policy_document(recording.stack, config_file, findings))
+    print()
+    for line in summary_lines(findings):
+        print(line)
+    print(f"wrote {written} (levels from {config_file.name if config_file.is_file() else 'the policies defaults'})")
+    if any(f.level == "mandatory" for f in findings):
+        print(f"make plan: stack {recording.stack} violates mandatory policies (above)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,8 +99,11 @@ class _ListHandler(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def run_program(config: StackConfig) -> Recording:
-    """Run components.program for ``config`` under the recording mocks and return what it registered."""
+def run_program(config: StackConfig, extra: Callable[[], None] | None = None) -> Recording:
+    """Run components.program for ``config`` under the recording mocks and return what it registered.
+
+    ``extra`` (tests) registers more resources in the same run, as code outside the model would.
+    """
     from components.program import build
     from components.secrets import load_secrets
     from components.stack_config import load_stack_fleet
@@ -126,7 +130,10 @@ def run_program(config: StackConfig) -> Recording:
     @pulumi.runtime.test
     def program():
         fleet = load_stack_fleet()
-        return pulumi.Output.from_input(asyncio.ensure_future(collect(build(fleet, load_secrets(fleet)))))
+        outputs = build(fleet, load_secrets(fleet))
+        if extra is not None:
+            extra()
+        return pulumi.Output.from_input(asyncio.ensure_future(collect(outputs)))
 
     program()
     return Recording(config.name, monitor.records, resolved, handler.messages)

@@ -15,7 +15,17 @@ from .bridge_network import BridgeNetwork
 from .host_steps import host_steps, hosts_entries
 from .trust import host_trust
 
-__all__ = ["HypervisorHost", "hosts_entries"]
+__all__ = ["HypervisorHost", "host_props", "hosts_entries"]
+
+
+def host_props(host: Host) -> dict:
+    """The component's inputs as Pulumi records them (camelCase, like the stack file)."""
+    return {
+        "address": host.address,
+        "roles": [role.value for role in host.roles],
+        "selinux": host.selinux,
+        "capacity": host.capacity.model_dump(mode="json", by_alias=True),
+    }
 
 
 class HypervisorHost(pulumi.ComponentResource):
@@ -27,7 +37,9 @@ class HypervisorHost(pulumi.ComponentResource):
     """
 
     def __init__(self, host: Host, *, fleet: Fleet, secrets: Secrets, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("virtfleet:host:HypervisorHost", host.name, None, opts)
+        # Its props are what the policy pack (policy/) judges a host by: capacity and SELinux mode,
+        # and the address that ties resources made outside the model (their provider) to the host.
+        super().__init__("virtfleet:host:HypervisorHost", host.name, host_props(host), opts)
         self.host = host
         self.connection = connection_for(fleet, host.address, host.port, host.host_key, secrets.ssh)
         if host.host_key is None:
