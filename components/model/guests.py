@@ -10,7 +10,7 @@ import re
 from ipaddress import IPv4Address
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, HttpUrl, StringConstraints, model_validator
+from pydantic import Field, HttpUrl, StringConstraints, field_validator, model_validator
 
 from .common import Frozen, InterfaceName, MacAddress, Name, Port, SafeText
 from .hosts import Role
@@ -149,7 +149,36 @@ class DockerGuest(Guest):
     ports: tuple[PortMapping, ...] = ()
     env: dict[str, SafeText] = Field(default_factory=dict)
     command: tuple[SafeText, ...] | None = None
-    restart: Literal["no", "on-failure", "always", "unless-stopped"] = "unless-stopped"
+    restart: Literal["no", "on-failure", "always", "unless-stopped"] = Field(
+        "unless-stopped", description="restart policy; always/unless-stopped also start it with the host's dockerd"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _autostart_is_the_restart_policy(cls, data):
+        """A container starts with the host through its restart policy: ``autostart: false`` without
+        an explicit ``restart`` means ``restart: no``."""
+        if isinstance(data, dict) and data.get("autostart") is False and "restart" not in data:
+            data = {**data, "restart": "no"}
+        return data
+
+    @field_validator("power_state")
+    @classmethod
+    def _no_pause(cls, value: str) -> str:
+        # docker pause freezes the processes but keeps the memory, and Docker still reports the
+        # container as running, so the restart policy and the provider's must_run would not see it.
+        if value == "paused":
+            raise ValueError("docker guests are running or stopped; paused is not supported (docker pause by hand)")
+        return value
+
+    @model_validator(mode="after")
+    def _autostart_matches_restart(self):
+        if not self.autostart and self.restart in ("always", "unless-stopped"):
+            raise ValueError(
+                f"autostart: false, but restart: {self.restart} starts the container with dockerd; "
+                "set restart: no or on-failure (or drop autostart)"
+            )
+        return self
 
 
 GUEST_TYPES: dict[str, type[Guest]] = {
