@@ -106,6 +106,10 @@ _COMPUTED: dict[str, dict[str, Any]] = {
     },
     "tls:index/selfSignedCert:SelfSignedCert": {"certPem": placeholder("tls-certificate")},
     "command:remote:Command": {"stdout": "", "stderr": ""},
+    "docker:index/remoteImage:RemoteImage": {
+        "imageId": placeholder("docker-image-id"),
+        "repoDigest": placeholder("docker-repo-digest"),
+    },
 }
 
 
