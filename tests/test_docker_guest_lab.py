@@ -14,12 +14,10 @@ The client is another namespace on the lab's switch. No internet; bounded waits 
 from __future__ import annotations
 
 import pytest
-from support.dockerd import LabDockerd, wait_healthy
+from support.dockerd import docker_web_server, wait_healthy
 from support.netlab import NetLab, new_prefix, wait_until
 
-from components.guests.docker import container_args, image_profile
-from components.haproxy_web import web_server_step
-from components.hosts.bridge_network import docker_network_args
+from components.guests.docker import image_profile
 from plan.run import load_stack
 
 pytestmark = pytest.mark.real
@@ -28,18 +26,6 @@ GUEST = "web3"
 HEALTHY_TIMEOUT_S = 45.0  # interval 10s; the first check runs one interval after the start
 SERVE_TIMEOUT_S = 15.0
 CAP_BITS = {"CHOWN": 0, "KILL": 5, "SETGID": 6, "SETUID": 7, "NET_BIND_SERVICE": 10}
-
-
-def add_docker_host(lab: NetLab, host) -> object:
-    """A lab machine for ``host`` whose eth0 is enslaved to its bridge, the bridge holding its address."""
-    (bridge,) = host.bridges
-    machine = lab.add_machine(host.name, [])
-    ns = machine.namespace
-    lab.ip("-n", ns, "link", "add", bridge.name, "type", "bridge")
-    lab.ip("-n", ns, "link", "set", "eth0", "master", bridge.name)
-    lab.ip("-n", ns, "addr", "add", str(bridge.address), "dev", bridge.name)
-    lab.ip("-n", ns, "link", "set", bridge.name, "up")
-    return machine
 
 
 class Lab:
@@ -61,26 +47,11 @@ class Lab:
 def docker_lab():
     _, fleet = load_stack("dev")
     guest = fleet.guest(GUEST)
-    host = next(h for h in fleet.hosts if h.name == guest.host)
-    lb = fleet.load_balancer
-    profile = image_profile(guest.image)
-    with NetLab(new_prefix(), str(host.bridges[0].address.network)) as lab:
-        machine = add_docker_host(lab, host)
+    subnet = next(h for h in fleet.hosts if h.name == guest.host).bridge(guest.network.bridge).address.network
+    with NetLab(new_prefix(), str(subnet)) as lab:
         lab.add_machine("client", ["10.10.0.50/24"])
-        dockerd = LabDockerd(machine)
-        try:
-            dockerd.start()
-            # The tier's page, where its web server step puts it on the host.
-            (page,) = [f for f in web_server_step(guest, lb, fleet).step.files if f.path.endswith("/index.html")]
-            dockerd.write_host_file(page.path, page.content)
-            image = dockerd.import_web_image(guest.image, docroot=profile.docroot, port=profile.port,
-                                             extra_dirs=profile.tmpfs)  # fmt: skip
-            dockerd.create_network(docker_network_args(host.bridge(guest.network.bridge)))
-            container_id = dockerd.create_container(image, container_args(guest, fleet))
-            yield Lab(lab, fleet, dockerd, container_id, page.content)
-        finally:
-            dockerd.stop()
-        assert not dockerd.leftover_cgroups(), "the containers' cgroup parent must go with the lab"
+        with docker_web_server(lab, fleet, GUEST) as (dockerd, container_id, page):
+            yield Lab(lab, fleet, dockerd, container_id, page)
 
 
 def test_serves_the_tiers_page_at_its_lan_address(docker_lab):

@@ -296,3 +296,48 @@ def wait_healthy(client, container_id: str, timeout: float) -> str:
 
     wait_until(healthy, timeout, 0.5)
     return status["value"]
+
+
+def add_docker_host(lab, host) -> Machine:
+    """A lab machine for the fleet's ``host`` as the bridge step leaves it: eth0 a port of the host's
+    bridge, the bridge holding the host's address."""
+    (bridge,) = host.bridges
+    machine = lab.add_machine(host.name, [])
+    ns = machine.namespace
+    lab.ip("-n", ns, "link", "add", bridge.name, "type", "bridge")
+    lab.ip("-n", ns, "link", "set", "eth0", "master", bridge.name)
+    lab.ip("-n", ns, "addr", "add", str(bridge.address), "dev", bridge.name)
+    lab.ip("-n", ns, "link", "set", bridge.name, "up")
+    return machine
+
+
+@contextlib.contextmanager
+def docker_web_server(lab, fleet, guest_name: str):
+    """The fleet's Docker web server ``guest_name`` for real in ``lab``: its host as a lab machine
+    with dockerd, the image built locally and tagged as the guest's image, the tier's page where
+    the tier's step writes it, network and container from the components' own arguments.
+
+    Yields ``(dockerd, container_id, page_text)``; stops dockerd (containers removed) on exit."""
+    from components.guests.docker import container_args, image_profile
+    from components.haproxy_web import web_server_step
+    from components.hosts.bridge_network import docker_network_args
+
+    guest = fleet.guest(guest_name)
+    host = next(h for h in fleet.hosts if h.name == guest.host)
+    profile = image_profile(guest.image)
+    if profile is None:
+        raise AssertionError(f"{guest.image}: the lab builds web images for profiled images only")
+    dockerd = LabDockerd(add_docker_host(lab, host))
+    try:
+        dockerd.start()
+        step = web_server_step(guest, fleet.load_balancer, fleet).step
+        (page,) = [f for f in step.files if f.path.endswith("/index.html")]
+        dockerd.write_host_file(page.path, page.content)
+        image = dockerd.import_web_image(guest.image, docroot=profile.docroot, port=profile.port,
+                                         extra_dirs=profile.tmpfs)  # fmt: skip
+        dockerd.create_network(docker_network_args(host.bridge(guest.network.bridge)))
+        yield dockerd, dockerd.create_container(image, container_args(guest, fleet)), page.content
+    finally:
+        dockerd.stop()
+    if dockerd.leftover_cgroups():
+        raise NetLabError(f"cgroups left behind: {dockerd.leftover_cgroups()}")
