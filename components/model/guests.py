@@ -134,21 +134,23 @@ class VirtualboxGuest(Guest):
 
 
 class PortMapping(Frozen):
-    host_port: Port
-    container_port: Port
+    host_port: Port = Field(description="port on the Docker host")
+    container_port: Port = Field(description="port inside the container")
     protocol: Literal["tcp", "udp"] = "tcp"
-    host_ip: IPv4Address = IPv4Address("127.0.0.1")
+    host_ip: IPv4Address = Field(IPv4Address("127.0.0.1"), description="host address it is published on")
 
 
 class DockerGuest(Guest):
     required_role: ClassVar[Role] = Role.DOCKER
     needs_network: ClassVar[bool] = False
     type: Literal["docker"]
-    image: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._/:@-]*$")] = Field(description="e.g. httpd:2.4")
+    image: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._/:@-]*$")] = Field(
+        description="image reference, e.g. httpd:2.4, or pinned: httpd:2.4@sha256:…"
+    )
     disk_gib: int = Field(0, ge=0, alias="diskGiB", description="containers use the host's image store")
-    ports: tuple[PortMapping, ...] = ()
-    env: dict[str, SafeText] = Field(default_factory=dict)
-    command: tuple[SafeText, ...] | None = None
+    ports: tuple[PortMapping, ...] = Field((), description="published ports (docker run -p)")
+    env: dict[str, SafeText] = Field(default_factory=dict, description="environment variables (docker run -e)")
+    command: tuple[SafeText, ...] | None = Field(None, description="replaces the image's CMD")
     restart: Literal["no", "on-failure", "always", "unless-stopped"] = Field(
         "unless-stopped", description="restart policy; always/unless-stopped also start it with the host's dockerd"
     )
