@@ -74,21 +74,8 @@ class LabDockerd:
         return real
 
     def start(self) -> None:
-        argv = [
-            "nsenter",
-            f"--net=/run/netns/{self.machine.namespace}",
-            "--",
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "--",
-            "sh",
-            "-c",
-            'mount -n --bind "$1" /run && mount -n --bind "$2" /var/lib && shift 2 && exec "$@"',
-            "sh",
-            str(self.machine.path("/run")),
-            str(self.host_root / "var" / "lib"),
+        binds = {"/run": self.machine.path("/run"), "/var/lib": self.host_root / "var" / "lib"}
+        dockerd = [
             self.dockerd,
             f"--data-root={self.root / 'data'}",
             f"--exec-root={self.root / 'exec'}",
@@ -100,6 +87,7 @@ class LabDockerd:
             f"--cgroup-parent={self.cgroup_parent}",
             "--log-level=warn",
         ]
+        argv = self.machine.command(dockerd, binds=binds, host_sys=True)
         log = self.machine.workdir / "logs" / "dockerd.log"
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(
