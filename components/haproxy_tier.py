@@ -97,8 +97,9 @@ class HaproxyTier(pulumi.ComponentResource):
     """Type ``virtfleet:lb:HaproxyTier``.
 
     Outputs: ``frontend_url``, ``stats_url``, ``stats_user`` and ``stats_password`` (secret) and
-    ``haproxy_cfg`` (secret: the rendered configuration). ``docker_htdocs`` tells the Docker guest
-    component which host directory to mount as each httpd container's htdocs.
+    ``haproxy_cfg`` (secret: the rendered configuration). ``docker_htdocs``: each Docker web
+    server's page directory on its host, the one its DockerGuest container mounts read-only
+    (both from ``haproxy_web.DOCKER_HTDOCS``).
     """
 
     def __init__(

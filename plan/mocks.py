@@ -16,6 +16,7 @@ from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
 
 SECRET_MARK = "[secret]"
+PULLED_IMAGE_ID = "(known after the pull)"
 
 
 def placeholder(what: str) -> str:
@@ -106,6 +107,8 @@ _COMPUTED: dict[str, dict[str, Any]] = {
     },
     "tls:index/selfSignedCert:SelfSignedCert": {"certPem": placeholder("tls-certificate")},
     "command:remote:Command": {"stdout": "", "stderr": ""},
+    # Not placeholder(): those stand for secrets; an image's id is only unknown until the pull.
+    "docker:index/remoteImage:RemoteImage": {"imageId": PULLED_IMAGE_ID, "repoDigest": PULLED_IMAGE_ID},
 }
 
 

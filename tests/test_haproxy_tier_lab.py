@@ -3,20 +3,25 @@
 Debian's haproxy runs the prod stack's rendered haproxy.cfg unchanged (rendered by the same pure
 function the component uses, with a test password full of metacharacters instead of the secret),
 rsyslogd runs the rendered snippet unchanged, and real nginx web servers (tests/support/netlab)
-stand in for the guests' httpd at 10.0.0.11-13 and 10.0.0.20; the client is 10.0.0.50. Nothing
-leaves the lab's namespaces. Bounded: about 30 s in all, no timing assertions.
+stand in for the guests' httpd at 10.0.0.11-13; the backup, the Docker guest backupwebserver, is a
+real container at 10.0.0.20 in a real dockerd on its host docker1 (tests/support/dockerd.py: the
+image built from busybox-static, the container created from the component's own arguments, the
+page the tier writes). The client is 10.0.0.50. Nothing leaves the lab's namespaces. Bounded:
+about 40 s in all, no timing assertions.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 import subprocess
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from support.dockerd import docker_web_server
 from support.netlab import NetLab, new_prefix, wait_until
 
 from components.haproxy_config import render_haproxy_cfg, render_rsyslog_conf
@@ -28,6 +33,15 @@ PASSWORD = "t3st pa'ss\"$w#rd\\"
 ACTIVE = ("webserver1", "webserver2", "webserver3")
 BACKUP = "backupwebserver"
 STATE_TIMEOUT_S = 8.0  # checks every 1 s, fall 2 / rise 2: a state change shows within ~3 s
+TITLE = re.compile(r"<title>([^<]+)</title>")
+
+
+def served_by(response) -> str | None:
+    """The lab nginx's X-Served-By, or the name in the page of a guest serving the tier's own page."""
+    if response.served_by:
+        return response.served_by
+    match = TITLE.search(response.body)
+    return match.group(1) if match else None
 
 
 class Tier:
@@ -40,7 +54,7 @@ class Tier:
         self.stats = f"http://10.0.0.10:{self.lb_model.stats_bind.port}{self.lb_model.stats.uri}"
         self.lb = lab.machines["haproxy"]
         self.client = lab.machines["client"]
-        self.web = {name: lab.machines[name] for name in (*ACTIVE, BACKUP)}
+        self.web = {name: lab.machines[name] for name in ACTIVE}
 
     def stat_rows(self) -> list[dict[str, str]]:
         text = self.lb.haproxy_command("show stat").lstrip("# ")
@@ -59,24 +73,30 @@ def tier():
     _, fleet = load_stack("prod")
     lb = fleet.load_balancer
     cfg = render_haproxy_cfg(lb, fleet, stats_password=PASSWORD)
+    assert lb.backups == (BACKUP,) and fleet.guest(BACKUP).type == "docker"
     with NetLab(new_prefix(), "10.0.0.0/24") as lab:
-        for name in (*lb.backends, *lb.backups, lb.node):
+        for name in (*lb.backends, lb.node):
             lab.add_machine(name, [f"{fleet.machine_address(name)}/24"])
         lab.add_machine("client", ["10.0.0.50/24"])
-        for name in (*lb.backends, *lb.backups):
+        for name in lb.backends:
             lab.machines[name].serve_http(port=lb.backend_port, name=name)
-        node = lab.machines[lb.node]
-        rsyslog = node.run_rsyslog(render_rsyslog_conf(lb))
-        node.run_haproxy(cfg)
-        t = Tier(lab, fleet)
-        t.rsyslog = rsyslog
-        t.await_states({name: "UP" for name in ACTIVE})
-        yield t
+        with docker_web_server(lab, fleet, BACKUP) as (dockerd, container_id, _page):
+            node = lab.machines[lb.node]
+            rsyslog = node.run_rsyslog(render_rsyslog_conf(lb))
+            node.run_haproxy(cfg)
+            t = Tier(lab, fleet)
+            t.rsyslog = rsyslog
+            t.backup_container = dockerd.client.containers.get(container_id)
+            t.await_states({name: "UP" for name in (*ACTIVE, BACKUP)})
+            yield t
 
 
 def test_the_lab_runs_the_prod_stacks_addresses(tier):
     assert [tier.web[n].ip for n in ACTIVE] == ["10.0.0.11", "10.0.0.12", "10.0.0.13"]
-    assert tier.web[BACKUP].ip == "10.0.0.20" and tier.lb.ip == "10.0.0.10"
+    assert tier.lb.ip == "10.0.0.10"
+    tier.backup_container.reload()
+    networks = tier.backup_container.attrs["NetworkSettings"]["Networks"]
+    assert [n["IPAddress"] for n in networks.values()] == ["10.0.0.20"], "the backup is the real container"
 
 
 def test_requests_spread_round_robin(tier):
@@ -136,6 +156,11 @@ def test_every_request_under_load_is_logged(tier):
     answered and logged too, hence at most one more line per connection.
     """
     connections = 16
+    # Count from a marker that reached the log: the lines of earlier tests' requests come through
+    # the same ordered connection before it, so none of them is taken for a line of this load.
+    marker = f"before-load-{time.monotonic_ns()}"
+    assert tier.client.http_get(tier.frontend + marker).status == 200
+    tier.lb.wait_for_log(marker)
     before = logged_lines(tier)
     result = tier.client.wrk(tier.frontend, 3, connections)
     assert result.failures == 0 and result.requests > 1000, result.raw
@@ -221,7 +246,9 @@ def test_the_backup_serves_only_while_every_active_server_is_down(tier):
     try:
         tier.await_states({name: "DOWN" for name in ACTIVE})
         during = [tier.client.http_get(tier.frontend) for _ in range(4)]
-        assert [(r.status, r.served_by) for r in during] == [(200, BACKUP)] * 4
+        assert [(r.status, served_by(r)) for r in during] == [(200, BACKUP)] * 4, during
+        # The container's own page, the one the tier renders for it, through the balancer.
+        assert f"a docker guest on {tier.fleet.guest(BACKUP).host}" in during[0].body
     finally:
         for name in ACTIVE:
             tier.web[name].start_http()

@@ -7,12 +7,14 @@ exposes ``name``, ``host`` and ``ip`` outputs.
 from __future__ import annotations
 
 from .context import GuestContext
+from .docker import DockerGuest
 from .kvm import KvmGuest
 
 # type key (as in the model's GUEST_TYPES) -> component class. A type missing here is declared
 # in the model but not deployable yet: the program warns and the plan lists it as pending.
 GUEST_COMPONENTS: dict[str, type] = {
     "kvm": KvmGuest,
+    "docker": DockerGuest,
 }
 
-__all__ = ["GUEST_COMPONENTS", "GuestContext", "KvmGuest"]
+__all__ = ["GUEST_COMPONENTS", "DockerGuest", "GuestContext", "KvmGuest"]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from ..hosts import HypervisorHost
 from ..model import Fleet
 from ..secrets import Secrets
+from .docker_images import DockerImages
 from .kvm_images import KvmBaseImages
 
 
@@ -17,3 +18,5 @@ class GuestContext:
     secrets: Secrets
     # Volumes shared by the KVM guests of one run (one base image per host and URL).
     kvm_images: KvmBaseImages = field(default_factory=KvmBaseImages)
+    # Images shared by the Docker guests of one run (one pull per host and image reference).
+    docker_images: DockerImages = field(default_factory=DockerImages)

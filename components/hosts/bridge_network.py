@@ -34,6 +34,18 @@ def docker_bridge_options(bridge: Bridge) -> dict[str, str]:
     }
 
 
+def docker_network_args(bridge: Bridge) -> dict:
+    """The arguments of the host's ``docker.Network`` on ``bridge`` (pure; the L4 tests create the
+    same network in a real dockerd from them)."""
+    gateway = bridge.gateway or bridge.address.ip
+    return {
+        "name": bridge.name,
+        "driver": "bridge",
+        "options": docker_bridge_options(bridge),
+        "ipam_configs": [{"subnet": str(bridge.address.network), "gateway": str(gateway)}],
+    }
+
+
 class BridgeNetwork(pulumi.ComponentResource):
     """Type ``virtfleet:host:BridgeNetwork``; ``attach`` adds the hypervisors' networks once the
     host's providers exist."""
@@ -83,11 +95,7 @@ class BridgeNetwork(pulumi.ComponentResource):
             if isinstance(g, DockerGuest) and g.network is not None and g.network.bridge == bridge.name
         ]  # fmt: skip
         if docker_provider is not None and lan_containers:
-            gateway = bridge.gateway or bridge.address.ip
             self.docker_network = docker.Network(
-                f"{host.name}-docker-{bridge.name}", name=bridge.name, driver="bridge",
-                options=docker_bridge_options(bridge),
-                ipam_configs=[docker.NetworkIpamConfigArgs(subnet=str(bridge.address.network),
-                                                           gateway=str(gateway))],
+                f"{host.name}-docker-{bridge.name}", **docker_network_args(bridge),
                 opts=pulumi.ResourceOptions(parent=self, provider=docker_provider, depends_on=depends_on),
             )  # fmt: skip

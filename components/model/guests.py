@@ -10,7 +10,7 @@ import re
 from ipaddress import IPv4Address
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from .common import (
     EnvName,
@@ -154,24 +154,57 @@ class VirtualboxGuest(Guest):
 
 
 class PortMapping(Frozen):
-    host_port: Port
-    container_port: Port
+    host_port: Port = Field(description="port on the Docker host")
+    container_port: Port = Field(description="port inside the container")
     protocol: Literal["tcp", "udp"] = "tcp"
-    host_ip: IPv4Address = IPv4Address("127.0.0.1")
+    host_ip: IPv4Address = Field(IPv4Address("127.0.0.1"), description="host address it is published on")
 
 
 class DockerGuest(Guest):
     required_role: ClassVar[Role] = Role.DOCKER
     needs_network: ClassVar[bool] = False
     type: Literal["docker"]
-    image: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._/:@-]*$")] = Field(description="e.g. httpd:2.4")
-    disk_gib: int = Field(0, ge=0, alias="diskGiB", description="containers use the host's image store")
-    ports: tuple[PortMapping, ...] = ()
-    env: dict[EnvName, SafeText] = Field(
-        default_factory=dict, description="environment: NAME (letters, digits, '_') to a one-line value"
+    image: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._/:@-]*$")] = Field(
+        description="image reference, e.g. httpd:2.4, or pinned: httpd:2.4@sha256:…"
     )
-    command: tuple[SafeText, ...] | None = None
-    restart: Literal["no", "on-failure", "always", "unless-stopped"] = "unless-stopped"
+    disk_gib: int = Field(0, ge=0, alias="diskGiB", description="containers use the host's image store")
+    ports: tuple[PortMapping, ...] = Field((), description="published ports (docker run -p)")
+    env: dict[EnvName, SafeText] = Field(
+        default_factory=dict,
+        description="environment variables (docker run -e): NAME (letters, digits, '_') to a one-line value",
+    )
+    command: tuple[SafeText, ...] | None = Field(None, description="replaces the image's CMD")
+    protect: bool = Field(False, description="Pulumi refuses to delete the container")
+    restart: Literal["no", "on-failure", "always", "unless-stopped"] = Field(
+        "unless-stopped", description="restart policy; always/unless-stopped also start it with the host's dockerd"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _autostart_is_the_restart_policy(cls, data):
+        """A container starts with the host through its restart policy: ``autostart: false`` without
+        an explicit ``restart`` means ``restart: no``."""
+        if isinstance(data, dict) and data.get("autostart") is False and "restart" not in data:
+            data = {**data, "restart": "no"}
+        return data
+
+    @field_validator("power_state")
+    @classmethod
+    def _no_pause(cls, value: str) -> str:
+        # docker pause freezes the processes but keeps the memory, and Docker still reports the
+        # container as running, so the restart policy and the provider's must_run would not see it.
+        if value == "paused":
+            raise ValueError("docker guests are running or stopped; paused is not supported (docker pause by hand)")
+        return value
+
+    @model_validator(mode="after")
+    def _autostart_matches_restart(self):
+        if not self.autostart and self.restart in ("always", "unless-stopped"):
+            raise ValueError(
+                f"autostart: false, but restart: {self.restart} starts the container with dockerd; "
+                "set restart: no or on-failure (or drop autostart)"
+            )
+        return self
 
 
 GUEST_TYPES: dict[str, type[Guest]] = {

@@ -298,20 +298,28 @@ class Machine(ServicesMixin):
         real.chmod(mode)
         return real
 
-    def command(self, argv: Sequence[str]) -> list[str]:
+    def command(
+        self, argv: Sequence[str], *, binds: dict[str, os.PathLike] | None = None, host_sys: bool = False
+    ) -> list[str]:
         """``argv`` wrapped to run inside this machine: its namespace, then its private mounts.
 
         ``ip netns exec`` already gives the command a mount namespace of its own (slave to the host),
         and ``unshare --mount`` makes sure the bind mounts below never propagate back to the host.
-        Every step execs, so the returned process is ``argv`` itself.
+        Every step execs, so the returned process is ``argv`` itself. ``binds`` (mount point ->
+        real directory) replaces the machine's private directories; ``host_sys`` enters the
+        namespace with ``nsenter --net`` instead, which keeps the host's /sys with its cgroup
+        hierarchies (``ip netns exec`` remounts /sys; dockerd needs them).
         """
-        binds = " && ".join(f'mount -n --bind "${i + 1}" {d}' for i, d in enumerate(self._private))
-        script = f'{binds} && shift {len(self._private)} && exec "$@"'
+        binds = self._private if binds is None else binds
+        mounts = " && ".join(f'mount -n --bind "${i + 1}" {d}' for i, d in enumerate(binds))
+        script = f'{mounts} && shift {len(binds)} && exec "$@"'
+        enter = (
+            ["nsenter", f"--net=/run/netns/{self.namespace}", "--"]
+            if host_sys
+            else ["ip", "netns", "exec", self.namespace]
+        )
         return [
-            "ip",
-            "netns",
-            "exec",
-            self.namespace,
+            *enter,
             "unshare",
             "--mount",
             "--propagation",
@@ -321,7 +329,7 @@ class Machine(ServicesMixin):
             "-c",
             script,
             "sh",
-            *map(str, self._private.values()),
+            *map(str, binds.values()),
             *map(str, argv),
         ]
 
