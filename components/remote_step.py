@@ -26,9 +26,18 @@ class RemoteStep(pulumi.ComponentResource):
         machine: str,
         name: str,
         connection: command.remote.ConnectionArgs,
+        replace_key: str | None = None,
+        protect: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ):
         """``step`` is a RenderedStep, or for secret steps an Output of one.
+
+        ``replace_key`` (remote guests, ``guests/remote_guest.py``): the Command's ``triggers`` carry
+        only this key, a digest of the fields that cannot change in place. pulumi-command's SDK marks
+        ``triggers[*]`` replace-on-change, so a new key is a replace (delete before create: the old
+        guest goes before the new one takes its id), and any other change of the rendered scripts
+        is an update that runs the idempotent create script again. ``protect``: Pulumi refuses to
+        delete the Command (and so to run its delete script).
 
         Secret steps must be built inside ``Output.apply`` (their text depends on a secret), so
         their resources cannot depend on the text: they upload nothing and their scripts are
@@ -80,10 +89,15 @@ class RemoteStep(pulumi.ComponentResource):
             update=create,
             delete=delete,
             stdin=stdin,
-            triggers=[resolved.apply(lambda s: s.digest)],
+            triggers=[replace_key] if replace_key is not None else [resolved.apply(lambda s: s.digest)],
             logging=command.remote.Logging.NONE if secret else command.remote.Logging.STDOUT_AND_STDERR,
             add_previous_output_in_env=False,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, *uploads]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[*after, *uploads],
+                delete_before_replace=replace_key is not None,
+                protect=protect,
+            ),
         )
         self.stdout = self.command.stdout
         self.register_outputs({"stdout": self.command.stdout})

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from .context import GuestContext
 from .kvm import KvmGuest
+from .openvz import OpenvzGuest
 
 # type key (as in the model's GUEST_TYPES) -> component class. A type missing here is declared
 # in the model but not deployable yet: the program warns and the plan lists it as pending.
 GUEST_COMPONENTS: dict[str, type] = {
     "kvm": KvmGuest,
+    "openvz": OpenvzGuest,
 }
 
-__all__ = ["GUEST_COMPONENTS", "GuestContext", "KvmGuest"]
+__all__ = ["GUEST_COMPONENTS", "GuestContext", "KvmGuest", "OpenvzGuest"]
