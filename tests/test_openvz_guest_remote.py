@@ -312,4 +312,3 @@ def test_template_change_forces_a_replace_and_a_foreign_container_is_refused(bas
         replaced = create(sshd, other)
         assert readback("\n".join(replaced.out))["ostemplate"] == "centos-7-x86_64"
         assert container(sshd)["ostemplate"] == "centos-7-x86_64"
-

@@ -133,4 +133,4 @@ def test_rendered_openvz_scripts_are_shellcheck_clean(prod_values, tmp_path):
         [shellcheck, "--severity=style", "--shell=bash", *paths], capture_output=True, text=True, check=False
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert 'vf_nameservers=\'\'' in (tmp_path / f"2-{GUEST}-container.create.sh").read_text()
+    assert "vf_nameservers=''" in (tmp_path / f"2-{GUEST}-container.create.sh").read_text()

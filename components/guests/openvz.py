@@ -83,9 +83,7 @@ class OpenvzGuest(pulumi.ComponentResource):
     ``host``, ``ip`` (the container's addresses), ``status`` (running | paused | stopped) and
     ``state`` (the whole read-back line)."""
 
-    def __init__(
-        self, guest: OpenvzGuestModel, *, context: GuestContext, opts: pulumi.ResourceOptions | None = None
-    ):
+    def __init__(self, guest: OpenvzGuestModel, *, context: GuestContext, opts: pulumi.ResourceOptions | None = None):
         super().__init__("virtfleet:guest:OpenvzGuest", guest.name, None, opts)
         host = context.host
         if "openvz" not in host.host.roles:

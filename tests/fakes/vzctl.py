@@ -67,7 +67,9 @@ EXEC_FAKES = "/mnt"
 DEFAULT_CACHES = ("centos-7-x86_64", "centos-7-x86_64-minimal")
 EXEC_PATH = f"{EXEC_FAKES}/bin:/bin:/sbin:/usr/bin:/usr/sbin"
 CREATE_OPTIONS = {"--ostemplate", "--config", "--hostname", "--ipadd", "--name", "--private", "--root", "--layout"}
-SET_OPTIONS = {"--hostname", "--ipadd", "--ipdel", "--nameserver", "--ram", "--swap", "--cpus", "--diskspace", "--onboot"}
+SET_OPTIONS = {
+    "--hostname", "--ipadd", "--ipdel", "--nameserver", "--ram", "--swap", "--cpus", "--diskspace", "--onboot",
+}  # fmt: skip
 STARTSTOP_OPTIONS = {
     "start": {"--wait", "--force"}, "stop": {"--fast"}, "restart": {"--wait", "--force", "--fast"},
     "suspend": set(), "resume": set(), "destroy": set(), "delete": set(), "unregister": set(),
@@ -142,7 +144,8 @@ def main(prog: str, argv: list[str]) -> int:
     elif action == "status":
         running = bool(ct and ct["running"])
         suspended = " suspended" if ct and ct.get("suspended") else ""
-        print(f"CTID {ctid} {'exist' if ct else 'deleted'} {'mounted running' if running else 'unmounted down'}{suspended}")
+        power = "mounted running" if running else "unmounted down"
+        print(f"CTID {ctid} {'exist' if ct else 'deleted'} {power}{suspended}")
         return 0
     elif action in ("exec", "exec2"):
         if not args:
