@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import pytest
 from support.sshd import LoopbackSshd
+from support.step_run import Result, run
 from support.tools import require_root, require_tool
 
 import plan.mocks
@@ -48,24 +49,6 @@ class Step:
         return f"virtfleet: {HOST}/{self.name} ({action}): {word}"
 
 
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: list[str]
-    err: str
-
-    @property
-    def last(self) -> str:
-        return self.out[-1] if self.out else ""
-
-    @property
-    def changes(self) -> list[str]:
-        return [line for line in self.out if line.startswith("changed:")]
-
-    def __str__(self) -> str:
-        return f"exit {self.code}\n--- stdout ---\n" + "\n".join(self.out) + f"\n--- stderr ---\n{self.err}"
-
-
 def program(**changes) -> dict[str, Step]:
     """Run the program on prod with webserver3's config changed: its two steps, by short name."""
     config, _ = load_stack("prod")
@@ -91,11 +74,6 @@ def program(**changes) -> dict[str, Step]:
 @pytest.fixture(scope="module")
 def base():
     return program()
-
-
-def run(sshd: LoopbackSshd, command: str, stdin: str | None = None) -> Result:
-    proc = sshd.run(command, timeout=120, input=stdin)
-    return Result(proc.returncode, proc.stdout.strip().splitlines(), proc.stderr)
 
 
 def ok(sshd: LoopbackSshd, command: str) -> str:
@@ -240,7 +218,7 @@ def test_root_password_never_in_argv_or_logs(base):
         jobs_before = ok(sshd, f"sha256sum {STATE}/vz.json")
         third = create(sshd, step, "unchanged")
         assert ok(sshd, f"sha256sum {STATE}/vz.json") == jobs_before, "a stopped container was started"
-        cmdlines = ok(sshd, f"cat {STATE}/cmdlines.log")
+        cmdlines = ok(sshd, "cat /var/log/virtfleet-fakes/cmdlines.log")
         assert "vzctl exec2 101 chpasswd -e" in cmdlines, "the fake saw the chpasswd call"
         everything = "\n".join(
             [cmdlines, sshd.log(), ok(sshd, f"cat {STATE}/*.json {CONF}"), *first.out, *second.out, *third.out]

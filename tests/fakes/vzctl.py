@@ -20,7 +20,7 @@ with ``--save`` the config file is rewritten, and a running container gets the c
 (memory, swap, CPUs, disk quota, addresses, hostname, nameservers: all live on VSwap/ploop).
 ``--userpasswd`` is refused: virtfleet never puts a password on a command line, and a fake that
 accepted one would hide a regression. Every invocation appends the command lines of every process
-in the view (``/proc/*/cmdline``) to ``cmdlines.log`` in the fakes' state, so a test can prove a
+in the view (``/proc/*/cmdline``) to ``/var/log/virtfleet-fakes/cmdlines.log``, so a test can prove a
 secret never sat in any process's argv while vzctl ran.
 
 A container is an entry in ``vz.json`` plus ``/etc/vz/conf/CTID.conf`` and a root directory in
@@ -63,6 +63,8 @@ TEMPLATES = {
 # The container's /tmp, /root, /home... hide the host's, and with them this repository wherever it
 # was cloned: its fakes are bind-mounted at EXEC_FAKES first, a directory no container shadows.
 EXEC_FAKES = "/mnt"
+# A log, not state: where a snapshot of "what a step changed" does not look.
+CMDLINES_LOG = Path("/var/log/virtfleet-fakes/cmdlines.log")
 # OS templates with a cache on a fresh host (vzpkg.py: ``vzpkg create cache`` adds the others).
 DEFAULT_CACHES = ("centos-7-x86_64", "centos-7-x86_64-minimal")
 EXEC_PATH = f"{EXEC_FAKES}/bin:/bin:/sbin:/usr/bin:/usr/sbin"
@@ -166,18 +168,31 @@ def main(prog: str, argv: list[str]) -> int:
     return code
 
 
-def create(state: dict, ctid: str, args: list[str]) -> int:
-    options = {}
+def parse_options(args: list[str], allowed: set[str], flags: set[str] = frozenset()) -> list[tuple[str, str]]:
+    """``--opt value`` / ``--opt=value`` pairs (and bare ``flags``) in order, as vzctl's getopt
+    takes them; an unknown option or a missing value exits 20."""
+    pairs = []
     while args:
         option, _, value = args[0].partition("=")
-        if option not in CREATE_OPTIONS:
+        if option in flags:
+            pairs.append((option, ""))
+            args = args[1:]
+            continue
+        if option == "--userpasswd":
+            fakelib.fail("vzctl fake: --userpasswd puts a password on the command line; virtfleet must not use it", 20)
+        if option not in allowed:
             fakelib.fail(f"{sys.argv[0]}: unrecognized option '{args[0]}'", 20)
         if not value:
             if len(args) < 2:
                 fakelib.fail(f"{sys.argv[0]}: option '{option}' requires an argument", 20)
             value, args = args[1], args[1:]
-        options[option.lstrip("-")] = value
+        pairs.append((option, value))
         args = args[1:]
+    return pairs
+
+
+def create(state: dict, ctid: str, args: list[str]) -> int:
+    options = {option.lstrip("-"): value for option, value in parse_options(args, CREATE_OPTIONS)}
     if ctid in state["containers"] or (ROOTS / ctid).exists():
         fakelib.fail(
             f"Private area already exists in /vz/private/{ctid}\nCreation of container private area failed", 44
@@ -235,7 +250,8 @@ def record_cmdlines() -> None:
                 continue
             if argv:
                 lines.append(f"{proc.name} " + argv.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace"))
-    with open(fakelib.STATE_DIR / "cmdlines.log", "a") as log:
+    CMDLINES_LOG.parent.mkdir(parents=True, exist_ok=True)
+    with open(CMDLINES_LOG, "a") as log:
         log.write("".join(f"{line}\n" for line in lines))
 
 
@@ -253,21 +269,10 @@ def parse_size_kib(option: str, value: str, default_unit: str) -> int:
 
 def set_(state: dict, ctid: str, ct: dict, args: list[str]) -> int:
     save, changes, ipadd, ipdel, nameservers = False, {}, [], [], []
-    while args:
-        option, _, value = args[0].partition("=")
+    for option, value in parse_options(args, SET_OPTIONS, flags={"--save"}):
         if option == "--save":
-            save, args = True, args[1:]
-            continue
-        if option == "--userpasswd":
-            fakelib.fail("vzctl fake: --userpasswd puts a password on the command line; virtfleet must not use it", 20)
-        if option not in SET_OPTIONS:
-            fakelib.fail(f"{sys.argv[0]}: unrecognized option '{args[0]}'", 20)
-        if not value:
-            if len(args) < 2:
-                fakelib.fail(f"{sys.argv[0]}: option '{option}' requires an argument", 20)
-            value, args = args[1], args[1:]
-        args = args[1:]
-        if option == "--ipadd":
+            save = True
+        elif option == "--ipadd":
             if not re.fullmatch(r"\d{1,3}(\.\d{1,3}){3}(/\d{1,2})?", value):
                 fakelib.fail(f"Bad parameter for --ipadd: {value}", 20)
             ipadd.append(value.split("/")[0])
