@@ -1,8 +1,12 @@
 """The one way virtfleet runs scripts on machines: CopyToRemote for files, Command for scripts.
 
-ARCHITECTURE §2: triggers carry a digest of everything rendered, so a change re-runs exactly
-this step (``update`` is the create script: re-running it is safe because it is idempotent, and
-an update never runs the delete script); values travel in the script text, never in
+ARCHITECTURE §2: a change of anything rendered re-runs exactly this step (``update`` is the
+create script: re-running it is safe because it is idempotent, and an update never runs the
+delete script). The digest of everything rendered is in the script's first lines (and a secret
+step's stdin), so any change alters the Command's inputs: an update. The Command's ``triggers``
+hold only the step's identity: pulumi-command's SDK marks ``triggers[*]`` replace-on-change, and
+a replace (create before delete) would run the *old* delete after the new create and undo the
+step (pulumi/pulumi-command#855). Values travel in the script text, never in
 ``environment``; steps that carry a secret embed their files, send their create script on
 stdin behind a fixed command line (``steps.STDIN_RUNNER``: no secret in any process's argv), mark
 stdin and delete secret and turn logging off.
@@ -89,7 +93,7 @@ class RemoteStep(pulumi.ComponentResource):
             update=create,
             delete=delete,
             stdin=stdin,
-            triggers=[replace_key] if replace_key is not None else [resolved.apply(lambda s: s.digest)],
+            triggers=[replace_key if replace_key is not None else f"{machine}/{name}"],
             logging=command.remote.Logging.NONE if secret else command.remote.Logging.STDOUT_AND_STDERR,
             add_previous_output_in_env=False,
             opts=pulumi.ResourceOptions(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import dataclass
+from functools import cache
 
 import pytest
 from support.sshd import LoopbackSshd
@@ -51,6 +52,12 @@ class Step:
 
 def program(**changes) -> dict[str, Step]:
     """Run the program on prod with webserver3's config changed: its two steps, by short name."""
+    return _program(json.dumps(changes, sort_keys=True))
+
+
+@cache
+def _program(changes_json: str) -> dict[str, Step]:
+    changes = json.loads(changes_json)
     config, _ = load_stack("prod")
     values = copy.deepcopy(config.values)
     (guest,) = [g for g in values["guests"] if g["name"] == GUEST]
@@ -285,8 +292,16 @@ def test_template_change_forces_a_replace_and_a_foreign_container_is_refused(bas
         assert refused.code == 1 and "exists with OS template 'centos-7-x86_64-minimal'" in refused.err, str(refused)
         not_ours = run(sshd, other.delete)
         assert not_ours.code == 1 and "not removing" in not_ours.err, str(not_ours)
-        # The replace: the old delete, then the new create.
+        password = base["root-password"]
+        create(sshd, password)
+        # The replace: the old delete, then the new create; then the password step's update.
         assert run(sshd, base["container"].delete).code == 0
         replaced = create(sshd, other)
         assert readback("\n".join(replaced.out))["ostemplate"] == "centos-7-x86_64"
         assert container(sshd)["ostemplate"] == "centos-7-x86_64"
+        assert ok(sshd, f"vzctl exec2 {CTID} cat /etc/shadow").startswith("root:!!:"), "a fresh container"
+        new_password = program(ostemplate="centos-7-x86_64")["root-password"]
+        assert new_password.stdin != password.stdin
+        create(sshd, new_password)
+        want = root_password_hash(GUEST, PASSWORD)
+        assert ok(sshd, f"vzctl exec2 {CTID} cat /etc/shadow").startswith(f"root:{want}:")

@@ -72,7 +72,7 @@ def test_root_password_step_is_secret_and_on_stdin():
     assert {"stdin", "delete"} <= step.secret_paths and step.inputs["logging"] == "none"
     assert "chpasswd -e" in step.inputs["stdin"] and placeholder("random-password") not in step.inputs["stdin"]
     # A new password is an update of stdin, never a replace (which would run the old delete after).
-    assert step.inputs["triggers"] == [replace_key({"ctid": 101})]
+    assert step.inputs["triggers"] == [f"{HOST}/{GUEST}-root-password"] and not step.delete_before_replace
 
 
 @pytest.mark.parametrize(
@@ -91,9 +91,31 @@ def test_root_password_step_is_secret_and_on_stdin():
     ],
 )
 def test_only_ctid_and_template_force_a_replace(change, replaced):
-    base, changed = container_command(recording("prod")[1]), container_command(program(**change))
+    base_rec, rec = recording("prod")[1], program(**change)
+    base, changed = container_command(base_rec), container_command(rec)
     assert (changed.inputs["triggers"] != base.inputs["triggers"]) is replaced, change
     assert changed.inputs["create"] != base.inputs["create"], "every change reaches the host as an update"
+    # After a re-create, the container's other steps run again in the new container, as updates:
+    # a replace of theirs would run their old delete after the new create (pulumi-command#855).
+    for name, field in ((f"{HOST}-{GUEST}-root-password", "stdin"), (f"{HOST}-webserver-{GUEST}", "create")):
+        if name.endswith("root-password") and "ctid" in change:
+            continue  # another CTID is another step name: a new resource
+        old, new = base_rec.named(name, COMMAND), rec.named(name, COMMAND)
+        assert new.inputs["triggers"] == old.inputs["triggers"] and not new.delete_before_replace, name
+        if replaced:
+            assert new.inputs[field] != old.inputs[field], f"{name} must run again in the new container"
+
+
+def test_every_other_step_updates_in_place():
+    """A step's triggers are its identity, never its digest: a change of its script is an update
+    (the create script again), not a replace whose old delete would undo the new create."""
+    _, rec = recording("prod")
+    for command in rec.of_type(COMMAND):
+        if command.name == f"{HOST}-{GUEST}-container":
+            continue
+        step = next(r for r in rec.resources if r.urn == command.parent)
+        assert command.inputs["triggers"] == [f"{step.inputs['machine']}/{step.inputs['step']}"], command.name
+        assert command.inputs["update"] == command.inputs["create"], command.name
 
 
 def test_protect_and_retain_disk():

@@ -60,12 +60,19 @@ def render_container_step(guest: OpenvzGuestModel, fleet: Fleet) -> GuestLifecyc
         onboot="yes" if guest.autostart else "no",
         power_state=guest.power_state,
         retain_disk=guest.retain_disk,
+        password_marker=ROOT_PASSWORD_MARKER.format(ctid=guest.ctid),
     )
-    return GuestLifecycle(step, {"ctid": guest.ctid, "ostemplate": guest.ostemplate})
+    return GuestLifecycle(step, container_replace_fields(guest))
+
+
+def container_replace_fields(guest: OpenvzGuestModel) -> dict:
+    """What vzctl cannot change on an existing container: a new value means a new container."""
+    return {"ctid": guest.ctid, "ostemplate": guest.ostemplate}
 
 
 def render_root_password_step(guest: OpenvzGuestModel, password: str) -> RenderedStep:
-    """The secret step that sets root's password inside the container (pure)."""
+    """The secret step that sets root's password inside the container (pure). It names the
+    container's replace fields, so a re-created container gets its password set again."""
     return render_step(
         guest.host,
         f"{guest.name}-root-password",
@@ -74,6 +81,7 @@ def render_root_password_step(guest: OpenvzGuestModel, password: str) -> Rendere
         guest=guest.name,
         ctid=guest.ctid,
         marker=ROOT_PASSWORD_MARKER.format(ctid=guest.ctid),
+        container=replace_key(container_replace_fields(guest)),
         root_hash=root_password_hash(guest.name, password),
     )
 
@@ -103,8 +111,6 @@ class OpenvzGuest(pulumi.ComponentResource):
                 machine=guest.host,
                 name=name,
                 connection=host.connection,
-                # A new password is an update (the step's stdin), never a replace.
-                replace_key=replace_key({"ctid": guest.ctid}),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.container]),
             )
         self.state = state
