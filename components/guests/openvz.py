@@ -88,7 +88,7 @@ def render_root_password_step(guest: OpenvzGuestModel, password: str) -> Rendere
 
 class OpenvzGuest(pulumi.ComponentResource):
     """Type ``virtfleet:guest:OpenvzGuest``. Outputs, read back from the host: ``ctid``, ``name``,
-    ``host``, ``ip`` (the container's addresses), ``status`` (running | paused | stopped) and
+    ``host``, ``ip`` (the container's address), ``status`` (running | paused | stopped) and
     ``state`` (the whole read-back line)."""
 
     def __init__(self, guest: OpenvzGuestModel, *, context: GuestContext, opts: pulumi.ResourceOptions | None = None):
@@ -117,7 +117,8 @@ class OpenvzGuest(pulumi.ComponentResource):
         self.ctid = field_of(state, "ctid", guest.ctid)
         self.name = field_of(state, "name", guest.name)
         self.host = field_of(state, "host", guest.host)
-        self.ip = field_of(state, "ip")
+        # The container's address (venet: the one --ipadd gave it), like every guest's ``ip``.
+        self.ip = field_of(state, "ip").apply(lambda ips: ips[0] if ips else None)
         self.status = field_of(state, "status")
         # The program exports these per remote guest (stack output guestStatus).
         self.readback_outputs = {
