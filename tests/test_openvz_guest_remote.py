@@ -61,6 +61,9 @@ def _program(changes_json: str) -> dict[str, Step]:
     config, _ = load_stack("prod")
     values = copy.deepcopy(config.values)
     (guest,) = [g for g in values["guests"] if g["name"] == GUEST]
+    if "bridgeDns" in changes:  # the host's bridge resolvers, which containers default to
+        (host,) = [h for h in values["hosts"] if h["name"] == HOST]
+        host["bridges"][0]["dns"] = changes.pop("bridgeDns")
     guest.update(changes)
     rec = run_program(StackConfig(config.name, values, set(config.secret_keys), list(config.placeholders)))
     steps = {}
@@ -157,6 +160,21 @@ def test_outputs_are_the_read_back_line(base, monkeypatch):
     exported = run_program(config).outputs["guestStatus"][GUEST]
     assert exported == {**{k: state[k] for k in ("ctid", "name", "host", "status")}, "ip": state["ip"][0]}
     assert exported["status"] == "running" and exported["ip"] == "10.0.0.13"
+
+
+def test_read_back_reports_the_host_not_the_stack():
+    """With no nameservers declared (and none on the bridge) the step leaves the container's
+    alone: set by hand, they are what the read-back reports (an echo of the stack would say none)."""
+    require_lab()
+    step = program(nameservers=[], bridgeDns=[])["container"]
+    with LoopbackSshd() as sshd:
+        openvz_host(sshd)
+        first = create(sshd, step)
+        assert readback("\n".join(first.out))["nameservers"] == []
+        ok(sshd, f"vzctl set {CTID} --nameserver 192.0.2.53 --save >/dev/null")
+        again = create(sshd, step, "unchanged")
+        assert readback("\n".join(again.out))["nameservers"] == ["192.0.2.53"]
+        assert container(sshd)["nameserver"] == "192.0.2.53"
 
 
 def test_memory_change_is_set_live_and_recreates_nothing(base):
