@@ -127,6 +127,8 @@ def _openvz(guest: OpenvzGuest, lb: LoadBalancer, fleet: Fleet) -> WebServerStep
         files=[RemoteFile(inner_path, inner.create, 0o700)],
         guest=guest.name,
         ctid=guest.ctid,
+        # A re-created container (new OS template) changes this step: it runs again inside it.
+        ostemplate=guest.ostemplate,
         inner_path=inner_path,
         inner_delete=inner.delete,
     )

@@ -45,6 +45,10 @@ def build(fleet: Fleet, secrets: Secrets) -> dict[str, pulumi.Output]:
             }
         ),
         "pendingGuests": pulumi.Output.from_input(pending_guests(fleet)),
+        # Remote guests (guests/remote_guest.py): what their hosts reported at the last run.
+        "guestStatus": pulumi.Output.from_input(
+            {name: g.readback_outputs for name, g in guests.items() if hasattr(g, "readback_outputs")}
+        ),
     }
     if fleet.load_balancer:
         tier = HaproxyTier(fleet.load_balancer, fleet=fleet, hosts=hosts, guests=guests, secrets=secrets)

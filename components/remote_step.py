@@ -1,8 +1,12 @@
 """The one way virtfleet runs scripts on machines: CopyToRemote for files, Command for scripts.
 
-ARCHITECTURE §2: triggers carry a digest of everything rendered, so a change re-runs exactly
-this step (``update`` is the create script: re-running it is safe because it is idempotent, and
-an update never runs the delete script); values travel in the script text, never in
+ARCHITECTURE §2: a change of anything rendered re-runs exactly this step (``update`` is the
+create script: re-running it is safe because it is idempotent, and an update never runs the
+delete script). The digest of everything rendered is in the script's first lines (and a secret
+step's stdin), so any change alters the Command's inputs: an update. The Command's ``triggers``
+hold only the step's identity: pulumi-command's SDK marks ``triggers[*]`` replace-on-change, and
+a replace (create before delete) would run the *old* delete after the new create and undo the
+step (pulumi/pulumi-command#855). Values travel in the script text, never in
 ``environment``; steps that carry a secret embed their files, send their create script on
 stdin behind a fixed command line (``steps.STDIN_RUNNER``: no secret in any process's argv), mark
 stdin and delete secret and turn logging off.
@@ -26,9 +30,18 @@ class RemoteStep(pulumi.ComponentResource):
         machine: str,
         name: str,
         connection: command.remote.ConnectionArgs,
+        replace_key: str | None = None,
+        protect: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ):
         """``step`` is a RenderedStep, or for secret steps an Output of one.
+
+        ``replace_key`` (remote guests, ``guests/remote_guest.py``): the Command's ``triggers`` carry
+        only this key, a digest of the fields that cannot change in place. pulumi-command's SDK marks
+        ``triggers[*]`` replace-on-change, so a new key is a replace (delete before create: the old
+        guest goes before the new one takes its id), and any other change of the rendered scripts
+        is an update that runs the idempotent create script again. ``protect``: Pulumi refuses to
+        delete the Command (and so to run its delete script).
 
         Secret steps must be built inside ``Output.apply`` (their text depends on a secret), so
         their resources cannot depend on the text: they upload nothing and their scripts are
@@ -80,10 +93,15 @@ class RemoteStep(pulumi.ComponentResource):
             update=create,
             delete=delete,
             stdin=stdin,
-            triggers=[resolved.apply(lambda s: s.digest)],
+            triggers=[replace_key if replace_key is not None else f"{machine}/{name}"],
             logging=command.remote.Logging.NONE if secret else command.remote.Logging.STDOUT_AND_STDERR,
             add_previous_output_in_env=False,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, *uploads]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[*after, *uploads],
+                delete_before_replace=replace_key is not None,
+                protect=protect,
+            ),
         )
         self.stdout = self.command.stdout
         self.register_outputs({"stdout": self.command.stdout})

@@ -37,6 +37,7 @@ class ResourceRecord:
     delete_before_replace: bool
     inputs: dict[str, Any]  # secrets unwrapped: placeholders only, never real values
     secret_paths: set[str] = field(default_factory=set)
+    replace_on_changes: list[str] = field(default_factory=list)
 
     def masked_inputs(self) -> dict[str, Any]:
         return _mask(self.inputs, self.secret_paths, "")
@@ -93,6 +94,7 @@ class RecordingMonitor(MockMonitor):
                     delete_before_replace=bool(request.deleteBeforeReplace),
                     inputs=inputs,
                     secret_paths=secrets,
+                    replace_on_changes=list(request.replaceOnChanges),
                 )
             )
         return super().RegisterResource(request)

@@ -100,6 +100,11 @@ def test_every_web_server_gets_its_named_page(planned):
         assert f"{runs_on}/steps/{step_name}.create.sh" in files
 
 
+def descendants(rec, urn: str) -> list:
+    found = rec.children(urn)
+    return found + [d for child in found for d in descendants(rec, child.urn)]
+
+
 def test_web_server_steps_wait_for_their_guest_component_when_it_exists(planned):
     fleet, rec, _ = planned
     guests = {r.name: r.urn for r in rec.resources if r.type.startswith("virtfleet:guest:")}
@@ -107,7 +112,8 @@ def test_web_server_steps_wait_for_their_guest_component_when_it_exists(planned)
     for web in web_server_steps(fleet.load_balancer, fleet):
         step = rec.named(f"{web.runs_on}-{web.step.name}", STEP)
         if web.guest.name in guests:
-            children = {r.urn for r in rec.children(guests[web.guest.name]) if r.custom}
+            # Every resource of the guest (its remote guests' Commands sit one component deeper).
+            children = {r.urn for r in descendants(rec, guests[web.guest.name]) if r.custom}
             assert children and children <= set(step.dependencies), web.guest.name
             waited += 1
     assert waited or not guests

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import pytest
 from support.sshd import FAKES_BIN, LoopbackSshd
+from support.step_run import run
 from support.tools import require_root, require_tool
 
 import components.haproxy_tier as haproxy_tier
@@ -72,20 +73,6 @@ SNAPSHOT = (
 
 
 @dataclass(frozen=True)
-class Result:
-    code: int
-    out: list[str]
-    err: str
-
-    @property
-    def last(self) -> str:
-        return self.out[-1] if self.out else ""
-
-    def __str__(self) -> str:
-        return f"exit {self.code}\n--- stdout ---\n" + "\n".join(self.out) + f"\n--- stderr ---\n{self.err}"
-
-
-@dataclass(frozen=True)
 class Step:
     """One recorded Command: its exact create/delete text and its CopyToRemote uploads."""
 
@@ -120,11 +107,6 @@ def recorded(rec, machine: str, name: str) -> Step:
     )
     inputs = command.inputs
     return Step(machine, name, inputs["create"], inputs["delete"], uploads, inputs.get("stdin"))
-
-
-def run(sshd: LoopbackSshd, command: str, stdin: str | None = None) -> Result:
-    proc = sshd.run(command, timeout=120, input=stdin)
-    return Result(proc.returncode, proc.stdout.strip().splitlines(), proc.stderr)
 
 
 def ok(sshd: LoopbackSshd, command: str) -> str:

@@ -9,12 +9,14 @@ from __future__ import annotations
 from .context import GuestContext
 from .docker import DockerGuest
 from .kvm import KvmGuest
+from .openvz import OpenvzGuest
 
 # type key (as in the model's GUEST_TYPES) -> component class. A type missing here is declared
 # in the model but not deployable yet: the program warns and the plan lists it as pending.
 GUEST_COMPONENTS: dict[str, type] = {
     "kvm": KvmGuest,
     "docker": DockerGuest,
+    "openvz": OpenvzGuest,
 }
 
-__all__ = ["GUEST_COMPONENTS", "DockerGuest", "GuestContext", "KvmGuest"]
+__all__ = ["GUEST_COMPONENTS", "DockerGuest", "GuestContext", "KvmGuest", "OpenvzGuest"]

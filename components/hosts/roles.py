@@ -92,7 +92,7 @@ _TABLE: dict[tuple[Role, str], RoleSetup] = {
             "virtuozzo-release=https://download.openvz.org/virtuozzo/releases/7.0/x86_64/os/Packages/v/"
             "virtuozzo-release-7.0.0-10.vz7.x86_64.rpm",
         ),
-        packages=("vzkernel", "prlctl", "prl-disp-service", "vzctl", "ploop"),
+        packages=("vzkernel", "prlctl", "prl-disp-service", "vzctl", "vzpkg", "ploop"),
         services=("vz", "prl-disp"),
         config_lines=(("/etc/vz/vz.conf", "NEIGHBOUR_DEVS", "all"),),
         sysctls=OPENVZ_SYSCTLS, kernel=VZKERNEL,

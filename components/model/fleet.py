@@ -19,7 +19,7 @@ from .lb import LoadBalancer
 SECRET_KEYS = {
     "sshPrivateKey": "the SSH private key virtfleet logs in with (unless ssh.useAgent is true)",
     "statsPassword": "the HAProxy stats password (generated with pulumi-random when absent)",
-    "rootPassword": "the root password of kickstart-installed guests (generated when absent)",
+    "rootPassword": "the root password of kickstart-installed guests and OpenVZ containers (generated when absent)",
     "tlsCertificate": "PEM certificate and key for the HTTPS frontend (self-signed when absent)",
 }
 MODEL_KEYS = ("domain", "ssh", "hosts", "guests", "loadBalancer")

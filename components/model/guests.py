@@ -128,9 +128,16 @@ class OpenvzGuest(Guest):
     type: Literal["openvz"]
     ctid: int = Field(ge=101, le=2147483647, description="container ID; 0-100 are reserved")
     ostemplate: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")] = Field(
-        DEFAULT_OSTEMPLATE, description="OS template name: letters, digits and ._-, starting with a letter or digit"
+        DEFAULT_OSTEMPLATE,
+        description="OS template (vzpkg list -O): letters, digits and ._-, starting with a letter or digit; "
+        "changing it re-creates the container",
     )
-    nameservers: tuple[IPv4Address, ...] = ()
+    nameservers: tuple[IPv4Address, ...] = Field((), description="resolvers; default: the bridge's dns")
+    swap_mib: int = Field(0, ge=0, alias="swapMiB", description="VSwap, MiB (vzctl --swap)")
+    protect: bool = Field(False, description="Pulumi refuses to delete the container")
+    retain_disk: bool = Field(
+        False, description="on delete keep the private area (vzctl unregister instead of destroy)"
+    )
 
     @model_validator(mode="before")
     @classmethod
