@@ -100,6 +100,19 @@ HARDENING_CASES: list[tuple[str, Callable[[dict], None], str, str]] = [
         "pattern",
     ),
     (
+        # pykickstart resolves it by order (found by the property test with ['000', '-000'])
+        "ks-package-installed-and-excluded",
+        _set(INSTALL, "packages", ["@core", "httpd", "-httpd"]),
+        "virtfleet:guests[2].install.packages",
+        "listed both to install and to exclude",
+    ),
+    (
+        "ks-group-installed-and-excluded",
+        _set(INSTALL, "packages", ["-@core", "@core"]),
+        "virtfleet:guests[2].install.packages",
+        "listed both to install and to exclude",
+    ),
+    (
         "ks-timezone-newline",
         _set(INSTALL, "timezone", "UTC\n%post\nreboot\n%end"),
         "virtfleet:guests[2].install.timezone",

@@ -77,6 +77,16 @@ class Installer(Frozen):
     )
     timezone: TimeZone = Field("UTC", description="a tz database zone (UTC, Europe/London)")
 
+    @field_validator("packages")
+    @classmethod
+    def _no_contradiction(cls, packages: tuple[str, ...]) -> tuple[str, ...]:
+        # Anaconda resolves "name" and "-name" in the same %packages by their order (pykickstart: the
+        # later line wins for packages, both stay for groups): a contradiction the user did not mean.
+        both = sorted({p for p in packages if not p.startswith("-")} & {p[1:] for p in packages if p.startswith("-")})
+        if both:
+            raise ValueError(f"{', '.join(both)} listed both to install and to exclude (-{both[0]}); keep one")
+        return packages
+
 
 class KvmGuest(Guest):
     required_role: ClassVar[Role] = Role.KVM
