@@ -21,7 +21,7 @@ import pytest
 from support import haproxy_chaos as chaos
 from support.netlab import NetLab, new_prefix, wait_until
 
-from components.haproxy_config import render_haproxy_cfg, render_rsyslog_conf
+from components.haproxy_config import out_of_rotation_bound_ms, render_haproxy_cfg, render_rsyslog_conf
 from plan.run import load_stack
 
 pytestmark = pytest.mark.real
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.real
 PASSWORD = "t3st pa'ss\"$w#rd\\"
 ACTIVE = ("webserver1", "webserver2", "webserver3")
 BACKUP = "backupwebserver"
-STATE_TIMEOUT_S = 8.0  # checks every 1 s, fall 2 / rise 2: a state change shows within ~3 s
+STATE_TIMEOUT_S = 8.0  # checks every 0.5 s, fall 2 / rise 2: a state change shows within ~2 s
 
 
 class Tier:
@@ -275,12 +275,6 @@ def abnormal_log(tier) -> str:
     return "\n" + "\n".join(line for line in lines if not re.search(r" \d{3} \d+ \S+ \S+ --\S\S ", line))[-3000:]
 
 
-def check_bound_s(check) -> float:
-    """When the configured checks take a server that stopped answering out: the next check (at most
-    an interval away), then fall - 1 more at fastinter, each waiting at most the check timeout."""
-    return (check.interval_ms + (check.fall - 1) * check.fast_interval_ms + check.fall * check.timeout_ms) / 1000
-
-
 @pytest.mark.parametrize("fault_at_s", [1.3, 2.7])
 def test_every_active_server_killed_at_once_fails_no_request_and_the_backup_serves_within_1s(tier, fault_at_s):
     """Passive checks (observe layer4, error-limit 1, mark-down) take each dead server out at its
@@ -318,8 +312,8 @@ def test_a_hung_server_fails_no_request_stalls_none_past_5s_and_is_out_within_2s
     assert run.load.requests > 1000, run.load.raw
     assert run.failed == 0, run.load.raw  # includes wrk's timeouts: none took 5 s
     assert run.load.latency_max_ms is not None and run.load.latency_max_ms < 5000, run.load.raw
-    assert run.out_of_rotation_s is not None and run.out_of_rotation_s <= 2.0, run
-    assert check_bound_s(tier.lb_model.health_check) <= 2.0, "the configured checks cannot meet the 2 s"
+    assert run.out_of_rotation_s is not None and run.out_of_rotation_s <= 2.0, f"{run}{abnormal_log(tier)}"
+    assert out_of_rotation_bound_ms(tier.lb_model) <= 2000, "the configured checks cannot meet the 2 s"
     tier.await_states({name: "UP" for name in ACTIVE})
 
 
@@ -386,7 +380,9 @@ def test_a_client_over_its_request_rate_gets_429_and_others_do_not(tier):
     finally:
         tier.lb.stop_haproxy()
         tier.lb.run_haproxy(render_haproxy_cfg(tier.lb_model, tier.fleet, stats_password=PASSWORD))
-    assert heavy.requests > 300 and 0 < heavy.non_2xx_3xx <= heavy.requests - 300, heavy.raw
+    # 300 answered (less the few wrk still had in flight when it stopped), every other one refused.
+    served = heavy.requests - heavy.non_2xx_3xx
+    assert heavy.requests > 1000 and 300 - 4 <= served <= 300, heavy.raw
     assert limited.status == 429 and limited.served_by is None, limited
     assert [r.status for r in other] == [200] * 5, other
     tier.await_states({name: "UP" for name in ACTIVE})

@@ -26,18 +26,19 @@ class Https(Frozen):
 
 class HealthCheck(Frozen):
     path: Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._~/%?&=+-]*$")] = "/"
-    interval_ms: int = Field(1000, ge=100, le=600000, alias="intervalMs")
+    interval_ms: int = Field(500, ge=100, le=600000, alias="intervalMs")
     fall: int = Field(2, ge=1, le=100)
     rise: int = Field(2, ge=1, le=100)
     expect_status: int = Field(200, ge=100, le=599)
     # Failure handling (issue 18): a check has a timeout of its own, a server changing state is
     # checked faster, and live traffic marks a server down before the checks notice.
     timeout_ms: int = Field(
-        300,
+        500,
         ge=10,
         le=60000,
-        description="how long a check waits for the server's answer (haproxy's `timeout check`); at most "
-        "intervalMs, so a server that accepts but never answers is down after fall timeouts",
+        description="how long a check waits for the server's answer (haproxy's `timeout check`), at most "
+        "intervalMs; HAProxy (2.6, measured) also ends a check at timeoutsMs.connect, so the smaller one "
+        "counts. A server that accepts but never answers is out after about intervalMs + fall timeouts",
     )
     fast_interval_ms: int = Field(
         200,
