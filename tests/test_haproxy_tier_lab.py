@@ -130,7 +130,9 @@ def test_requests_are_logged_through_rsyslog(tier):
 
 
 def logged_lines(tier) -> int:
-    return tier.lb.read_log().count("\n")
+    """Request lines only: a server's state changes (DOWN/UP, which a check that times out on a
+    busy machine can cause) are logged there too."""
+    return sum(1 for line in tier.lb.read_log().splitlines() if '"GET ' in line)
 
 
 def test_every_request_under_load_is_logged(tier):

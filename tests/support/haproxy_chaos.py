@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import signal
 import sys
 import threading
@@ -34,7 +35,11 @@ from .netlab_http import WrkResult, wrk_slow_script
 
 SLOW_MS = 2000  # the issue's "slower than 2 s"
 POLL_S = 0.05
-WRK_TIMEOUT = "5s"  # a request slower than this is a wrk timeout, i.e. a failed request
+# A request slower than wrk's --timeout is a failed one. wrk counts it only at its timeout check
+# (every 2 s) while the request is still pending, and forgets whatever is pending when it stops; so
+# a scenario's load runs until a request stuck since the fault is past the timeout at one check.
+WRK_TIMEOUT_S = 5
+WRK_TIMEOUT_CHECK_S = 2
 
 
 @dataclass(frozen=True)
@@ -119,14 +124,17 @@ def _served_more(name: str, base: dict[str, dict[str, str]]):
     return lambda rows: int(rows[name]["stot"] or 0) > int(base[name]["stot"] or 0)
 
 
-def run_load(t: TierUnderTest, duration_s: int, connections: int, slow_ms: int = SLOW_MS) -> WrkResult:
+def run_load(
+    t: TierUnderTest, duration_s: int, connections: int, slow_ms: int = SLOW_MS, timeout_s: int = WRK_TIMEOUT_S
+) -> WrkResult:
     script = t.client.workdir / f"slow-{slow_ms}.lua"
     script.write_text(wrk_slow_script(slow_ms))
-    return t.client.wrk(t.url, duration_s, connections, 1, ["--timeout", WRK_TIMEOUT, "-s", str(script)])
+    return t.client.wrk(t.url, duration_s, connections, 1, ["--timeout", f"{timeout_s}s", "-s", str(script)])
 
 
 def _under_load(t: TierUnderTest, fault, duration_s: int, fault_at_s: float, connections: int, slow_ms: int):
     """Start the load, apply ``fault()`` after ``fault_at_s``; return (wrk result, watch, fault time)."""
+    duration_s = max(duration_s, math.ceil(fault_at_s) + WRK_TIMEOUT_S + WRK_TIMEOUT_CHECK_S)
     with StatsWatch(t.lb) as watch, ThreadPoolExecutor(1) as pool:
         load = pool.submit(run_load, t, duration_s, connections, slow_ms)
         time.sleep(fault_at_s)
@@ -232,7 +240,7 @@ def client_floods(
     t: TierUnderTest, flooder: Machine, extra: int = 200, duration_s: int = 4, connections: int = 8, slow_ms: int = 1000
 ) -> ChaosResult:
     """``flooder`` opens the frontend's whole session limit plus ``extra`` connections and holds them
-    idle; meanwhile the client runs its load. ``detail`` says how many of the flooder's connections
+    idle; meanwhile the client runs its load, in which a request slower than ``slow_ms`` fails. ``detail`` says how many of the flooder's connections
     the balancer kept (``held``, measured while the load ran)."""
     count = frontend_session_limit(t.lb) + extra
     url = urlsplit(t.url)
@@ -245,7 +253,9 @@ def client_floods(
         if not wait_until(lambda: '"opened"' in flooder.log_of(proc) or proc.poll() is not None, 10, 0.1):
             raise RuntimeError(f"the flooder did not open its connections: {flooder.log_of(proc)}")
         time.sleep(3)  # let its connections land in the balancer (accepted or refused)
-        result = run_load(t, duration_s, connections, slow_ms)
+        # wrk's timeout at the slow threshold: a request stuck since it started counts as failed at
+        # the first timeout check (2 s), instead of vanishing unfinished when wrk stops.
+        result = run_load(t, duration_s, connections, slow_ms, timeout_s=max(1, slow_ms // 1000))
         proc.wait(timeout=hold_s + 10)
     finally:
         flooder.stop(proc, kill=True)
