@@ -105,7 +105,9 @@ CHAOS_AT_S = 2
 def with_reference_timeouts(head: str) -> str:
     return re.sub(
         r"^(\s*timeout ([a-z-]+)) \d+ms$",
-        lambda m: f"{m.group(1)} {REFERENCE_TIMEOUTS_MS[m.group(2)]}ms" if m.group(2) in REFERENCE_TIMEOUTS_MS else m[0],
+        lambda m: (
+            f"{m.group(1)} {REFERENCE_TIMEOUTS_MS[m.group(2)]}ms" if m.group(2) in REFERENCE_TIMEOUTS_MS else m[0]
+        ),
         head,
         flags=re.M,
     )
@@ -227,8 +229,8 @@ def print_chaos(runs) -> None:
     for variant, run in sorted(runs, key=lambda r: (r[1].scenario, r[0])):
         slow = f"{run.slow}" + ("*" if run.load.slow_ms != chaos.SLOW_MS else "")
         print(
-            f"  {run.scenario:<30} {variant:<10} {run.load.requests:>9} {run.failed:>7} {slow:>6} {secs(run.out_of_rotation_s):>16} "
-            f"{secs(run.backup_serves_s):>14}"
+            f"  {run.scenario:<30} {variant:<10} {run.load.requests:>9} {run.failed:>7} {slow:>6} "
+            f"{secs(run.out_of_rotation_s):>16} {secs(run.backup_serves_s):>14}"
         )
     print(
         "  failed: errors, non-2xx and wrk timeouts (5 s; * 1 s, counted per pending request every 2 s); "

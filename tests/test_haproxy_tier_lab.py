@@ -388,3 +388,13 @@ def test_a_client_over_its_request_rate_gets_429_and_others_do_not(tier):
     assert limited.status == 429 and limited.served_by is None, limited
     assert [r.status for r in other] == [200] * 5, other
     tier.await_states({name: "UP" for name in ACTIVE})
+
+
+def test_the_wrk_script_counts_the_responses_slower_than_its_threshold(tier):
+    """The chaos figures' "slower than" count (a wrk Lua script bisecting wrk's latency histogram):
+    every response is slower than 0 ms, none slower than a minute."""
+    every = chaos.run_load(tier.chaos, 1, 2, slow_ms=0)
+    assert every.requests > 100 and every.slow_ms == 0, every.raw
+    assert every.requests - 2 <= every.slow <= every.requests, every.raw
+    none = chaos.run_load(tier.chaos, 1, 2, slow_ms=60000)
+    assert none.requests > 100 and none.slow == 0 and none.slow_ms == 60000, none.raw

@@ -130,7 +130,9 @@ class LoadBalancer(Frozen):
         default_factory=dict, description="overrides of the tier's timeout defaults"
     )
 
-    client_limits: ClientLimits = ClientLimits()
+    client_limits: ClientLimits = Field(
+        ClientLimits(), description="per-client connection and request-rate limits (off unless enabled)"
+    )
 
     @property
     def stats_bind(self) -> Endpoint:

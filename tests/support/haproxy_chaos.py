@@ -18,6 +18,7 @@ The scenarios leave the fault in place; the caller repairs it (``start_http``, `
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -93,10 +94,8 @@ class StatsWatch:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
+            with contextlib.suppress(OSError):  # haproxy restarting: the next poll comes 50 ms later
                 self.samples.append((time.monotonic(), stat_rows(self.lb)))
-            except OSError:
-                pass  # haproxy busy or reloading: the next poll comes 50 ms later
             self._stop.wait(POLL_S)
 
     def __enter__(self) -> StatsWatch:
@@ -201,7 +200,8 @@ def health_path_fails(
 # seconds, and reports (JSON lines) how many the balancer kept open at `report_at_s` and at the end.
 _FLOODER = r"""
 import json, resource, select, socket, sys, time
-host, port, count, hold_s, report_at_s = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+host, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+hold_s, report_at_s = float(sys.argv[4]), float(sys.argv[5])
 hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 start = time.monotonic()
@@ -240,8 +240,9 @@ def client_floods(
     t: TierUnderTest, flooder: Machine, extra: int = 200, duration_s: int = 4, connections: int = 8, slow_ms: int = 1000
 ) -> ChaosResult:
     """``flooder`` opens the frontend's whole session limit plus ``extra`` connections and holds them
-    idle; meanwhile the client runs its load, in which a request slower than ``slow_ms`` fails. ``detail`` says how many of the flooder's connections
-    the balancer kept (``held``, measured while the load ran)."""
+    idle; meanwhile the client runs its load, in which a request slower than ``slow_ms`` fails.
+    ``detail`` says how many of the flooder's connections the balancer kept (``held``, measured
+    while the load ran)."""
     count = frontend_session_limit(t.lb) + extra
     url = urlsplit(t.url)
     host, port = url.hostname or "", str(url.port or 80)

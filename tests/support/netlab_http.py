@@ -27,8 +27,9 @@ def nginx_conf(*, machine: str, port: int, workdir: str) -> str:
     the child we started, so the lab can stop it by process group. ``user root`` because the workers
     would otherwise run as nobody and could not enter the lab's 0700 temp directory (request bodies
     are buffered there). ``/health`` answers 503 while the file ``workdir/health-fail`` exists (a
-    failing health path while every other path answers). Keepalive stays on, as on a real backend, so a proxy in front may reuse
-    connections and a killed server breaks them mid-stream like a real crash does.
+    failing health path while every other path answers). Keepalive stays on, as on a real backend,
+    so a proxy in front may reuse connections and a killed server breaks them mid-stream like a
+    real crash does.
     """
     return f"""\
 daemon off;
