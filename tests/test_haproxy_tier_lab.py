@@ -231,7 +231,12 @@ def test_the_backup_serves_only_while_every_active_server_is_down(tier):
     finally:
         for name in ACTIVE:
             tier.web[name].start_http()
+    assert_traffic_returns_to_the_actives(tier)
+
+
+def assert_traffic_returns_to_the_actives(tier) -> None:
     tier.await_states({name: "UP" for name in ACTIVE})
+    backup_before = int(chaos.stat_rows(tier.lb)[BACKUP]["stot"] or 0)
     # Haproxy's weighted round robin may finish its current round before a server that came back
     # gets a turn, so ask until every active server has answered (bounded), never the backup.
     served: Counter = Counter()
@@ -240,6 +245,7 @@ def test_the_backup_serves_only_while_every_active_server_is_down(tier):
         if set(served) >= set(ACTIVE):
             break
     assert set(served) == set(ACTIVE) and BACKUP not in served, served
+    assert int(chaos.stat_rows(tier.lb)[BACKUP]["stot"] or 0) == backup_before, "the backup got a request"
 
 
 def test_the_seeds_udp_transport_logs_too(tier):
@@ -265,9 +271,9 @@ def test_the_seeds_udp_transport_logs_too(tier):
 
 
 # -- failures harder than one dead server (issue 18) -------------------------------------------------
-# Each runs the prod stack's configuration under wrk load (16 connections, a few seconds, wrk's own
-# timeout 5 s: a slower request counts as failed), with the fault at a varied moment. The
-# balancer's side is read from its stats socket every 50 ms (support/haproxy_chaos.py).
+# Each runs the prod stack's configuration under load (16 keep-alive connections for a few seconds,
+# every request accounted for: a request not answered in 5 s has failed), with the fault at a varied
+# moment. The balancer's side is read from its stats socket every 50 ms (support/haproxy_chaos.py).
 
 
 def abnormal_log(tier) -> str:
@@ -291,16 +297,7 @@ def test_every_active_server_killed_at_once_fails_no_request_and_the_backup_serv
     finally:
         for name in ACTIVE:
             tier.web[name].start_http()
-    tier.await_states({name: "UP" for name in ACTIVE})
-    # Traffic returns to the actives and leaves the backup (bounded: round robin may finish a round).
-    backup_before = int(tier.stat_rows()[-1]["stot"] or 0) if tier.stat_rows()[-1]["svname"] == BACKUP else None
-    served: Counter = Counter()
-    for _ in range(30):
-        served[tier.client.http_get(tier.frontend).served_by] += 1
-        if set(served) >= set(ACTIVE):
-            break
-    assert set(served) == set(ACTIVE) and BACKUP not in served, served
-    assert backup_before is None or int(chaos.stat_rows(tier.lb)[BACKUP]["stot"] or 0) == backup_before
+    assert_traffic_returns_to_the_actives(tier)
 
 
 @pytest.mark.parametrize(("victim", "fault_at_s"), [("webserver1", 1.1), ("webserver3", 2.4)])
@@ -312,7 +309,7 @@ def test_a_hung_server_fails_no_request_stalls_none_past_5s_and_is_out_within_2s
     finally:
         tier.web[victim].pause_http(False)
     assert run.load.requests > 1000, run.load.raw
-    assert run.failed == 0, run.load.raw  # includes wrk's timeouts: none took 5 s
+    assert run.failed == 0, run.load.raw  # includes the timeouts: none took 5 s
     assert run.load.latency_max_ms is not None and run.load.latency_max_ms < 5000, run.load.raw
     assert run.out_of_rotation_s is not None and run.out_of_rotation_s <= 2.0, f"{run}{abnormal_log(tier)}"
     assert out_of_rotation_bound_ms(tier.lb_model) <= 2000, "the configured checks cannot meet the 2 s"
@@ -388,13 +385,3 @@ def test_a_client_over_its_request_rate_gets_429_and_others_do_not(tier):
     assert limited.status == 429 and limited.served_by is None, limited
     assert [r.status for r in other] == [200] * 5, other
     tier.await_states({name: "UP" for name in ACTIVE})
-
-
-def test_the_wrk_script_counts_the_responses_slower_than_its_threshold(tier):
-    """The chaos figures' "slower than" count (a wrk Lua script bisecting wrk's latency histogram):
-    every response is slower than 0 ms, none slower than a minute."""
-    every = chaos.run_load(tier.chaos, 1, 2, slow_ms=0)
-    assert every.requests > 100 and every.slow_ms == 0, every.raw
-    assert every.requests - 2 <= every.slow <= every.requests, every.raw
-    none = chaos.run_load(tier.chaos, 1, 2, slow_ms=60000)
-    assert none.requests > 100 and none.slow == 0 and none.slow_ms == 60000, none.raw

@@ -1,9 +1,15 @@
 """Failure scenarios for the HAProxy tier in the network lab, shared by the lab test and the benchmark.
 
-Each scenario runs real wrk from the lab's client against the balancer, breaks web servers the way
-production breaks them, and returns what a client saw (failed requests, requests slower than a
-threshold, the slowest) and what the balancer did, from its stats socket polled every 50 ms
-(seconds until the faulty servers were out of rotation, until the backup served):
+Each scenario loads the balancer from the lab's client, breaks web servers the way production breaks
+them, and returns what the client saw (failed requests, requests slower than a threshold, the
+slowest) and what the balancer did, from its stats socket polled every 50 ms (seconds until the
+faulty servers were out of rotation, until the backup served).
+
+The load is ``_CLIENT`` below, not wrk: wrk counts a request only once answered, so a request still
+waiting when wrk stops (one sent to a hung server, or one a flooded balancer never accepted) simply
+vanishes from its figures. ``_CLIENT`` runs N keep-alive connections in threads, each finishing its
+last request (bounded by its 5 s timeout) before reporting, so every request sent is answered,
+failed or timed out. Scenarios:
 
 - ``all_actives_killed``: every active server SIGKILLed at once (master and workers);
 - ``server_hangs``: one server SIGSTOPped: it accepts connections (the kernel's backlog) and never
@@ -22,7 +28,6 @@ import contextlib
 import csv
 import io
 import json
-import math
 import signal
 import sys
 import threading
@@ -32,15 +37,92 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from .netlab import Machine, wait_until
-from .netlab_http import WrkResult, wrk_slow_script
 
 SLOW_MS = 2000  # the issue's "slower than 2 s"
 POLL_S = 0.05
-# A request slower than wrk's --timeout is a failed one. wrk counts it only at its timeout check
-# (every 2 s) while the request is still pending, and forgets whatever is pending when it stops; so
-# a scenario's load runs until a request stuck since the fault is past the timeout at one check.
-WRK_TIMEOUT_S = 5
-WRK_TIMEOUT_CHECK_S = 2
+TIMEOUT_S = 5  # a request not answered in 5 s has failed
+
+# N connections, each a thread sending GETs one after another over keep-alive for `duration`
+# seconds; the last request of each is waited for (socket timeout), so none is left uncounted.
+_CLIENT = r"""
+import http.client, json, sys, threading, time
+host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+connections, duration, timeout_s, slow_s = int(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6]), float(sys.argv[7])
+lock = threading.Lock()
+total = {"requests": 0, "failures": 0, "slow": 0, "max_s": 0.0, "errors": {}, "stale": 0}
+end = time.monotonic() + duration
+STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+def get(conn):
+    conn.request("GET", path)
+    response = conn.getresponse()
+    response.read()
+    return response
+def worker():
+    conn, used, mine = None, 0, {"requests": 0, "failures": 0, "slow": 0, "max_s": 0.0, "errors": {}, "stale": 0}
+    while time.monotonic() < end:
+        start, error = time.monotonic(), None
+        try:
+            if conn is None:
+                conn, used = http.client.HTTPConnection(host, port, timeout=timeout_s), 0
+            try:
+                response = get(conn)
+            except STALE:
+                if not used:
+                    raise
+                # A kept-alive connection closed before any byte of the answer: like browsers, curl
+                # and urllib3, send the GET again once on a new connection (RFC 9112, 9.3.1).
+                mine["stale"] += 1
+                conn.close()
+                conn, used = http.client.HTTPConnection(host, port, timeout=timeout_s), 0
+                response = get(conn)
+            used += 1
+            if not 200 <= response.status < 400:
+                error = str(response.status)
+            if response.will_close:
+                conn.close()
+                conn = None
+        except Exception as exc:
+            error = type(exc).__name__
+            if conn is not None:
+                conn.close()
+            conn = None
+        took = time.monotonic() - start
+        mine["requests"] += 1
+        mine["max_s"] = max(mine["max_s"], took)
+        mine["slow"] += took > slow_s
+        if error:
+            mine["failures"] += 1
+            mine["errors"][error] = mine["errors"].get(error, 0) + 1
+    with lock:
+        for key in ("requests", "failures", "slow", "stale"):
+            total[key] += mine[key]
+        total["max_s"] = max(total["max_s"], mine["max_s"])
+        for key, n in mine["errors"].items():
+            total["errors"][key] = total["errors"].get(key, 0) + n
+threads = [threading.Thread(target=worker) for _ in range(connections)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(json.dumps(total))
+"""
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What the client saw: every request it sent, answered (2xx/3xx) or failed (an error, another
+    status, or no answer in TIMEOUT_S), and how many took longer than ``slow_ms``. A GET sent on a
+    kept-alive connection that the balancer closed before answering is sent again once on a new
+    connection, as every browser does; ``stale_retries`` counts those (their time includes both)."""
+
+    requests: int
+    failures: int
+    slow: int
+    slow_ms: int
+    latency_max_ms: float
+    errors: dict
+    stale_retries: int  # requests sent again after a kept-alive connection closed before answering
+    raw: str
 
 
 @dataclass(frozen=True)
@@ -58,7 +140,7 @@ class TierUnderTest:
 @dataclass
 class ChaosResult:
     scenario: str
-    load: WrkResult
+    load: LoadResult
     out_of_rotation_s: float | None = None  # None: not out of rotation within the run (or not asked)
     backup_serves_s: float | None = None
     detail: dict = field(default_factory=dict)
@@ -69,7 +151,7 @@ class ChaosResult:
 
     @property
     def slow(self) -> int:
-        return self.load.slow or 0
+        return self.load.slow
 
 
 def stat_rows(lb: Machine, backend: str = "webservers") -> dict[str, dict[str, str]]:
@@ -123,23 +205,33 @@ def _served_more(name: str, base: dict[str, dict[str, str]]):
     return lambda rows: int(rows[name]["stot"] or 0) > int(base[name]["stot"] or 0)
 
 
-def run_load(
-    t: TierUnderTest, duration_s: int, connections: int, slow_ms: int = SLOW_MS, timeout_s: int = WRK_TIMEOUT_S
-) -> WrkResult:
-    script = t.client.workdir / f"slow-{slow_ms}.lua"
-    script.write_text(wrk_slow_script(slow_ms))
-    return t.client.wrk(t.url, duration_s, connections, 1, ["--timeout", f"{timeout_s}s", "-s", str(script)])
+def run_load(t: TierUnderTest, duration_s: float, connections: int, slow_ms: int = SLOW_MS) -> LoadResult:
+    """Load the balancer from the client for ``duration_s`` (then up to TIMEOUT_S for the last requests)."""
+    url = urlsplit(t.url)
+    argv = [sys.executable, "-c", _CLIENT, url.hostname or "", str(url.port or 80), url.path or "/"]
+    argv += [str(connections), str(duration_s), str(TIMEOUT_S), str(slow_ms / 1000)]
+    out = t.client.run(argv, timeout=duration_s + TIMEOUT_S + 20).stdout
+    total = json.loads(out.strip().splitlines()[-1])
+    return LoadResult(
+        total["requests"],
+        total["failures"],
+        total["slow"],
+        slow_ms,
+        total["max_s"] * 1000,
+        total["errors"],
+        total["stale"],
+        out,
+    )
 
 
-def _under_load(t: TierUnderTest, fault, duration_s: int, fault_at_s: float, connections: int, slow_ms: int):
-    """Start the load, apply ``fault()`` after ``fault_at_s``; return (wrk result, watch, fault time)."""
-    duration_s = max(duration_s, math.ceil(fault_at_s) + WRK_TIMEOUT_S + WRK_TIMEOUT_CHECK_S)
+def _under_load(t: TierUnderTest, fault, duration_s: float, fault_at_s: float, connections: int, slow_ms: int):
+    """Start the load, apply ``fault()`` after ``fault_at_s``; return (load result, watch, fault time)."""
     with StatsWatch(t.lb) as watch, ThreadPoolExecutor(1) as pool:
         load = pool.submit(run_load, t, duration_s, connections, slow_ms)
         time.sleep(fault_at_s)
         t0 = time.monotonic()
         fault()
-        result = load.result(timeout=duration_s + 30)
+        result = load.result(timeout=duration_s + TIMEOUT_S + 30)
     return result, watch, t0
 
 
@@ -240,7 +332,7 @@ def client_floods(
     t: TierUnderTest, flooder: Machine, extra: int = 200, duration_s: int = 4, connections: int = 8, slow_ms: int = 1000
 ) -> ChaosResult:
     """``flooder`` opens the frontend's whole session limit plus ``extra`` connections and holds them
-    idle; meanwhile the client runs its load, in which a request slower than ``slow_ms`` fails.
+    idle; meanwhile the client runs its load (``slow`` counts its requests slower than ``slow_ms``).
     ``detail`` says how many of the flooder's connections the balancer kept (``held``, measured
     while the load ran)."""
     count = frontend_session_limit(t.lb) + extra
@@ -254,9 +346,7 @@ def client_floods(
         if not wait_until(lambda: '"opened"' in flooder.log_of(proc) or proc.poll() is not None, 10, 0.1):
             raise RuntimeError(f"the flooder did not open its connections: {flooder.log_of(proc)}")
         time.sleep(3)  # let its connections land in the balancer (accepted or refused)
-        # wrk's timeout at the slow threshold: a request stuck since it started counts as failed at
-        # the first timeout check (2 s), instead of vanishing unfinished when wrk stops.
-        result = run_load(t, duration_s, connections, slow_ms, timeout_s=max(1, slow_ms // 1000))
+        result = run_load(t, duration_s, connections, slow_ms)
         proc.wait(timeout=hold_s + 10)
     finally:
         flooder.stop(proc, kill=True)

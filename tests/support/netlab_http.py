@@ -152,8 +152,6 @@ class WrkResult:
     latency_avg_ms: float | None
     latency_max_ms: float | None
     raw: str
-    slow: int | None = None  # responses slower than slow_ms, when wrk ran with ``wrk_slow_script``
-    slow_ms: int | None = None
 
     @property
     def socket_errors(self) -> int:
@@ -172,30 +170,6 @@ def _to_ms(text: str) -> float | None:
     return float(match.group(1)) * _DURATION_TO_MS[match.group(2)] if match else None
 
 
-def wrk_slow_script(slow_ms: int) -> str:
-    """A wrk Lua script whose ``done`` prints how many responses took longer than ``slow_ms``.
-
-    wrk keeps every latency in a histogram but shows only percentiles; the count above a threshold
-    is found by bisecting on the rank r, whose value is ``percentile((r - 0.5) * 100 / n)`` in wrk's
-    stats.c (rank = round(p / 100 * n + 0.5)).
-    """
-    return f"""\
-local threshold_us = {int(slow_ms) * 1000}
-function done(summary, latency, requests)
-    local n, slow = summary.requests, 0
-    if n > 0 and latency.max > threshold_us then
-        local lo, hi = 1, n
-        while lo < hi do
-            local mid = math.floor((lo + hi) / 2)
-            if latency:percentile((mid - 0.5) * 100 / n) > threshold_us then hi = mid else lo = mid + 1 end
-        end
-        slow = n - lo + 1
-    end
-    io.write(string.format("Slower than {int(slow_ms)}ms: %d\\n", slow))
-end
-"""
-
-
 def parse_wrk_output(raw: str) -> WrkResult:
     """Read wrk 4.x's plain-text summary; raise ValueError if it is not one (wrk has no JSON output)."""
     total = re.search(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m)", raw, re.M)
@@ -206,7 +180,6 @@ def parse_wrk_output(raw: str) -> WrkResult:
     connect, read, write, timeout = (int(n) for n in sockets.groups()) if sockets else (0, 0, 0, 0)
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", raw)
     latency = re.search(r"^\s*Latency\s+(\S+)\s+\S+\s+(\S+)", raw, re.M)
-    slow = re.search(r"^Slower than (\d+)ms: (\d+)$", raw, re.M)
     duration_ms = _to_ms(total.group(2) + total.group(3)) or 0.0
     return WrkResult(
         requests=int(total.group(1)),
@@ -220,6 +193,4 @@ def parse_wrk_output(raw: str) -> WrkResult:
         latency_avg_ms=_to_ms(latency.group(1)) if latency else None,
         latency_max_ms=_to_ms(latency.group(2)) if latency else None,
         raw=raw,
-        slow=int(slow.group(2)) if slow else None,
-        slow_ms=int(slow.group(1)) if slow else None,
     )
