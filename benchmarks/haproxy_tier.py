@@ -17,14 +17,26 @@ line to /var/log/haproxy.log in every variant:
 seed and tuned share the generated-udp config's global and defaults sections (its log line is the
 seed's), so they differ from it only in frontend/backend and in the rsyslog rule.
 
+seed and tuned keep the timeouts the generated config had before its failure handling
+(REFERENCE_TIMEOUTS_MS: connect 5 s, server and queue 30 s), so tuned is the reference it was.
+
 Throughput is printed as ratios (best of ROUNDS runs per variant, interleaved so drift hits all
 alike), then the failover figure: failed requests while one of three servers is SIGKILLed under
-load. Run as root: `make bench`. Nothing leaves the lab's namespaces; every run is bounded.
+load, then the chaos table (tests/support/haproxy_chaos.py, one run each, generated and tuned side
+by side): every active server SIGKILLed at once, one server hung (SIGSTOP: accepts, never answers),
+one server's health path failing (both configs then check /health), and one client holding more
+connections than the balancer's limit while another runs the load. Per run: requests sent, failed
+(not answered with 2xx/3xx within 5 s), slower than 2 s (1 s for the flood's other client), seconds
+until the faulty server was out of rotation and until the backup served. The chaos load is the
+accounting client of haproxy_chaos, not wrk: wrk drops a request still unanswered when it stops.
+Run as root: `make bench`. Nothing
+leaves the lab's namespaces; every run is bounded.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import time
@@ -34,6 +46,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from support import haproxy_chaos as chaos  # noqa: E402
 from support.netlab import NetLab, new_prefix, wait_until  # noqa: E402
 from support.netlab_services import HAPROXY_LOG  # noqa: E402
 
@@ -78,6 +91,30 @@ backend webservers
 {servers}"""
 
 
+# The generated config's timeouts before its failure handling: what seed and tuned keep.
+REFERENCE_TIMEOUTS_MS = {
+    "connect": 5000,
+    "client": 30000,
+    "server": 30000,
+    "http-request": 10000,
+    "http-keep-alive": 10000,
+    "queue": 30000,
+}
+CHAOS_S = 8
+CHAOS_AT_S = 2
+
+
+def with_reference_timeouts(head: str) -> str:
+    return re.sub(
+        r"^(\s*timeout ([a-z-]+)) \d+ms$",
+        lambda m: (
+            f"{m.group(1)} {REFERENCE_TIMEOUTS_MS[m.group(2)]}ms" if m.group(2) in REFERENCE_TIMEOUTS_MS else m[0]
+        ),
+        head,
+        flags=re.M,
+    )
+
+
 # The seed's rsyslog lines (its rsyslog.conf edits and its /etc/rsyslog.d/haproxy.conf).
 SEED_RSYSLOG = "$ModLoad imudp\n$UDPServerRun 514\nlocal2.* /var/log/haproxy.log\n"
 VARIANTS = ("direct", "seed", "tuned", "generated-udp", "generated")
@@ -89,7 +126,7 @@ def variants(fleet) -> dict[str, tuple[str, str]]:
     udp = lb.model_copy(update={"log_transport": "udp"})
     generated = render_haproxy_cfg(lb, fleet, stats_password="bench")
     generated_udp = render_haproxy_cfg(udp, fleet, stats_password="bench")
-    head = generated_udp[: generated_udp.index("\nfrontend ")] + "\n\n"
+    head = with_reference_timeouts(generated_udp[: generated_udp.index("\nfrontend ")] + "\n\n")
     frontend = f"{lb.frontend.address}:{lb.frontend.port}"
     active = [(n, fleet.machine_address(n)) for n in lb.backends]
     backup = [(n, fleet.machine_address(n)) for n in lb.backups]
@@ -98,17 +135,19 @@ def variants(fleet) -> dict[str, tuple[str, str]]:
     seed_servers += "".join(f"    server {n} {a}:{port} check backup\n" for n, a in backup)
     tuned_servers = "".join(f"    server {n} {a}:{port} cookie {n}\n" for n, a in active)
     tuned_servers += "".join(f"    server {n} {a}:{port} backup\n" for n, a in backup)
+    tuned = head + TUNED_FRONTEND.format(frontend=frontend) + TUNED_BACKEND.format(servers=tuned_servers)
+    health = lb.model_copy(update={"health_check": lb.health_check.model_copy(update={"path": "/health"})})
     return {
+        # the health-path scenario: both configs check /health instead of /
+        "generated-health": (render_haproxy_cfg(health, fleet, stats_password="bench"), render_rsyslog_conf(lb)),
+        "tuned-health": (tuned.replace("option httpchk\n", "option httpchk GET /health\n"), SEED_RSYSLOG),
         "generated": (generated, render_rsyslog_conf(lb)),
         "generated-udp": (generated_udp, render_rsyslog_conf(udp)),
         "seed": (
             head + SEED_FRONTEND.format(frontend=frontend) + SEED_BACKEND.format(servers=seed_servers),
             SEED_RSYSLOG,
         ),
-        "tuned": (
-            head + TUNED_FRONTEND.format(frontend=frontend) + TUNED_BACKEND.format(servers=tuned_servers),
-            SEED_RSYSLOG,
-        ),
+        "tuned": (tuned, SEED_RSYSLOG),
     }
 
 
@@ -150,6 +189,62 @@ def failover(client, victim, url: str) -> tuple[int, int]:
     return result.failures, result.requests
 
 
+def chaos_runs(balancer, configs, t: chaos.TierUnderTest, flooder) -> list[tuple[str, chaos.ChaosResult]]:
+    """Every scenario on generated and tuned, each from a fresh start, each fault repaired after it."""
+    runs = []
+    victim = t.actives[1]
+    for variant in ("generated", "tuned"):
+        balancer.start(configs[variant])
+        try:
+            runs.append((variant, chaos.all_actives_killed(t, CHAOS_S, CHAOS_AT_S)))
+        finally:
+            for name in t.actives:
+                t.web[name].start_http()
+        balancer.start(configs[variant])
+        try:
+            runs.append((variant, chaos.server_hangs(t, victim, CHAOS_S, CHAOS_AT_S)))
+        finally:
+            t.web[victim].pause_http(False)
+        balancer.start(configs[f"{variant}-health"])
+        try:
+            runs.append((variant, chaos.health_path_fails(t, victim, CHAOS_S, CHAOS_AT_S)))
+        finally:
+            t.web[victim].fail_health(False)
+        balancer.start(configs[variant])
+        runs.append((variant, chaos.client_floods(t, flooder, duration_s=4)))
+    return runs
+
+
+def print_chaos(runs) -> None:
+    print(
+        f"chaos: 16 keep-alive connections (the flood's other client: 8), fault {CHAOS_AT_S} s into a "
+        f"{CHAOS_S} s run, one run each; seconds from the fault"
+    )
+    print(
+        f"  {'scenario':<30} {'config':<10} {'requests':>9} {'failed':>7} {'slow':>6} {'out of rotation':>16} "
+        f"{'backup serves':>14}"
+    )
+
+    def secs(value):
+        return "-" if value is None else f"{value:.2f} s"
+
+    for variant, run in sorted(runs, key=lambda r: (r[1].scenario, r[0])):
+        slow = f"{run.slow}" + ("*" if run.load.slow_ms != chaos.SLOW_MS else "")
+        print(
+            f"  {run.scenario:<30} {variant:<10} {run.load.requests:>9} {run.failed:>7} {slow:>6} "
+            f"{secs(run.out_of_rotation_s):>16} {secs(run.backup_serves_s):>14}"
+        )
+    print(
+        "  failed: an error, a status other than 2xx/3xx, or no answer in 5 s; slow: took more than 2 s "
+        "(* 1 s); '-': not within the run, or not applicable"
+    )
+    for variant, run in runs:
+        if run.detail or run.load.errors:
+            print(
+                f"  {variant} / {run.scenario}: {run.detail | ({'errors': run.load.errors} if run.load.errors else {})}"
+            )
+
+
 def main() -> int:
     missing = [
         t
@@ -169,6 +264,7 @@ def main() -> int:
         for name in (*lb.backends, *lb.backups, lb.node):
             lab.add_machine(name, [f"{fleet.machine_address(name)}/24"])
         client = lab.add_machine("client", ["10.0.0.50/24"])
+        flooder = lab.add_machine("flooder", ["10.0.0.51/24"])
         for name in (*lb.backends, *lb.backups):
             lab.machines[name].serve_http(port=lb.backend_port, name=name)
         balancer = Balancer(lab.machines[lb.node], lb.backends)
@@ -188,6 +284,9 @@ def main() -> int:
         for variant in ("seed", "tuned", "generated"):
             balancer.start(configs[variant])
             failures[variant] = failover(client, victim, url)
+        web = {name: lab.machines[name] for name in (*lb.backends, *lb.backups)}
+        under_test = chaos.TierUnderTest(balancer.machine, client, web, lb.backends, lb.backups, url)
+        runs = chaos_runs(balancer, configs, under_test, flooder)
     elapsed = time.monotonic() - started
 
     print(
@@ -211,6 +310,7 @@ def main() -> int:
     )
     for variant, (failed, total) in failures.items():
         print(f"  {variant:<10} {failed:>6} failed of {total} requests")
+    print_chaos(runs)
     return 0
 
 

@@ -20,7 +20,7 @@ from components.model import GUEST_TYPES
 from components.model.fleet import SECRET_KEYS, Fleet
 from components.model.guests import CloudImage, Guest, GuestNetwork, Installer, PortMapping
 from components.model.hosts import Bridge, Capacity, Host, JumpHost, SshAccess
-from components.model.lb import Endpoint, HealthCheck, Https, LoadBalancer, Stats
+from components.model.lb import ClientLimits, Endpoint, HealthCheck, Https, LoadBalancer, Stats
 
 from .run import ROOT
 
@@ -43,6 +43,7 @@ SECTIONS: list[tuple[str, type[BaseModel], set[str]]] = [
     ("`loadBalancer.https`", Https, set()),
     ("`loadBalancer.healthCheck`", HealthCheck, set()),
     ("`loadBalancer.stats`", Stats, set()),
+    ("`loadBalancer.clientLimits`", ClientLimits, set()),
 ]
 
 

@@ -59,7 +59,10 @@ def test_descriptions_and_defaults_come_from_the_model():
         "enum": ["el7", "el9"],
         "type": "string",
     }
-    assert schema["$defs"]["LoadBalancer"]["properties"]["healthCheck"]["default"]["intervalMs"] == 1000
+    from components.model.lb import HealthCheck
+
+    default_interval = HealthCheck().interval_ms
+    assert schema["$defs"]["LoadBalancer"]["properties"]["healthCheck"]["default"]["intervalMs"] == default_interval
     config = schema["properties"]["config"]["properties"]
     assert config["virtfleet:hosts"]["description"] == "the hypervisor hosts"
     assert "pulumi config set --secret virtfleet:statsPassword" in config["virtfleet:statsPassword"]["description"]

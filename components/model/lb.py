@@ -5,7 +5,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, ValidationInfo, field_validator
 
 from .common import DnsName, Frozen, Name, Port
 
@@ -26,10 +26,54 @@ class Https(Frozen):
 
 class HealthCheck(Frozen):
     path: Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._~/%?&=+-]*$")] = "/"
-    interval_ms: int = Field(1000, ge=100, le=600000, alias="intervalMs")
+    interval_ms: int = Field(500, ge=100, le=600000, alias="intervalMs")
     fall: int = Field(2, ge=1, le=100)
     rise: int = Field(2, ge=1, le=100)
     expect_status: int = Field(200, ge=100, le=599)
+    # Failure handling (issue 18): a check has a timeout of its own, a server changing state is
+    # checked faster, and live traffic marks a server down before the checks notice.
+    timeout_ms: int = Field(
+        500,
+        ge=10,
+        le=60000,
+        description="how long a check waits for the server's answer (haproxy's `timeout check`), at most "
+        "intervalMs; HAProxy (2.6, measured) also ends a check at timeoutsMs.connect, so the smaller one "
+        "counts. A server that accepts but never answers is out after about intervalMs + fall timeouts",
+    )
+    fast_interval_ms: int = Field(
+        200,
+        ge=10,
+        le=600000,
+        description="check interval while a server is changing state (haproxy's `fastinter`): after one "
+        "failed check the next comes this soon",
+    )
+    observe: Literal["none", "layer4", "layer7"] = Field(
+        "layer4",
+        description="passive health check on live traffic: layer4 counts failed connections to the server, "
+        "layer7 also 5xx answers and response timeouts (then a client who finds a URL that fails can take "
+        "servers out), none only the active checks",
+    )
+    error_limit: int = Field(
+        1,
+        ge=1,
+        le=100,
+        description="consecutive errors observed on live traffic before onError applies; 1: a refused "
+        "connection is enough (nothing listens there)",
+    )
+    on_error: Literal["fastinter", "fail-check", "sudden-death", "mark-down"] = Field(
+        "mark-down",
+        description="what errorLimit observed errors do: mark-down takes the server out at once (checks bring "
+        "it back after rise successes); sudden-death leaves one check; fail-check counts as one failed "
+        "check; fastinter only checks faster",
+    )
+
+    @field_validator("timeout_ms")
+    @classmethod
+    def _timeout_within_interval(cls, value: int, info: ValidationInfo) -> int:
+        interval = info.data.get("interval_ms")
+        if interval is not None and value > interval:
+            raise ValueError(f"a check's timeout ({value} ms) cannot exceed its interval ({interval} ms)")
+        return value
 
 
 class Stats(Frozen):
@@ -39,6 +83,30 @@ class Stats(Frozen):
     user: Name = "haproxy"
     realm: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9 ._-]+$")] = "HAProxy Statistics"
     # The password is the secret virtfleet:statsPassword, or generated (pulumi-random).
+
+
+class ClientLimits(Frozen):
+    """Per-client limits in the frontend, kept in a stick table keyed by the client's address."""
+
+    enabled: bool = Field(False, description="track each client address and apply the limits below")
+    connections: int = Field(
+        100,
+        ge=1,
+        le=100000,
+        description="connections one client address may hold at once; a connection beyond it is closed "
+        "as soon as it is accepted, so one client cannot take the balancer's connection slots",
+    )
+    requests: int | None = Field(
+        None,
+        ge=1,
+        le=10_000_000,
+        description="HTTP requests one client address may send per periodMs; beyond it the answer is 429 "
+        "without reaching a server; none: no request-rate limit",
+    )
+    period_ms: int = Field(10000, ge=1000, le=3_600_000, description="the window of the request rate")
+    table_size: int = Field(
+        100000, ge=100, le=10_000_000, description="client addresses tracked at once (about 50 bytes each)"
+    )
 
 
 class LoadBalancer(Frozen):
@@ -62,6 +130,10 @@ class LoadBalancer(Frozen):
         Literal["connect", "client", "server", "httpRequest", "httpKeepAlive", "queue"],
         Annotated[int, Field(ge=1, le=86_400_000)],
     ] = Field(default_factory=dict, description="overrides of the tier's timeout defaults, 1 ms to 24 h each")
+
+    client_limits: ClientLimits = Field(
+        ClientLimits(), description="per-client connection and request-rate limits (off unless enabled)"
+    )
 
     @property
     def stats_bind(self) -> Endpoint:

@@ -26,8 +26,10 @@ def nginx_conf(*, machine: str, port: int, workdir: str) -> str:
     host's own /var/lib/nginx and /run/nginx.pid must stay untouched. ``daemon off`` keeps nginx as
     the child we started, so the lab can stop it by process group. ``user root`` because the workers
     would otherwise run as nobody and could not enter the lab's 0700 temp directory (request bodies
-    are buffered there). Keepalive stays on, as on a real backend, so a proxy in front may reuse
-    connections and a killed server breaks them mid-stream like a real crash does.
+    are buffered there). ``/health`` answers 503 while the file ``workdir/health-fail`` exists (a
+    failing health path while every other path answers). Keepalive stays on, as on a real backend,
+    so a proxy in front may reuse connections and a killed server breaks them mid-stream like a
+    real crash does.
     """
     return f"""\
 daemon off;
@@ -62,6 +64,9 @@ http {{
         add_header X-Seen-XFP $http_x_forwarded_proto always;
 
         location = /health {{
+            if (-f {workdir}/health-fail) {{
+                return 503 "failing\\n";
+            }}
             return 200 "ok\\n";
         }}
         location / {{

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -111,6 +112,24 @@ class ServicesMixin:
         """Stop the web server: SIGTERM, or with ``kill=True`` SIGKILL to master and worker (a crash)."""
         if self._http is not None:
             self.stop(self._http, kill=kill)
+
+    def signal_http(self, sig: signal.Signals) -> None:
+        """Send ``sig`` to the web server's master and workers, and return at once."""
+        if self._http is not None:
+            os.killpg(self._http.pid, sig)
+
+    def pause_http(self, paused: bool = True) -> None:
+        """SIGSTOP (or SIGCONT) the web server's master and worker: a hung application. The kernel
+        still completes connections into the listen backlog, but nothing ever answers them."""
+        self.signal_http(signal.SIGSTOP if paused else signal.SIGCONT)
+
+    def fail_health(self, failing: bool = True, port: int = 80) -> None:
+        """Make ``/health`` answer 503 (or 200 again) while every other path keeps answering 200."""
+        flag = self.workdir / f"nginx-{port}" / "health-fail"
+        if failing:
+            flag.touch()
+        else:
+            flag.unlink(missing_ok=True)
 
     def http_access_log(self, port: int = 80) -> str:
         """The web server's access log: ``addr "request" status xff="…" xfp="…"`` per request."""
