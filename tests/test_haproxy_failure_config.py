@@ -8,6 +8,7 @@ promises the lab test measures (a server that stops answering is out within 2 s)
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
@@ -39,10 +40,16 @@ def test_the_defaults_render_passive_checks_check_timeout_and_short_timeouts():
     _, fleet = load_stack("dev")  # dev sets none of the new keys: the model's defaults
     cfg = render_haproxy_cfg(fleet.load_balancer, fleet, stats_password="x")
     assert "    timeout check 500ms\n" in backend(cfg)
-    assert (
-        "default-server check inter 500ms fastinter 200ms fall 2 rise 2 observe layer4 error-limit 1 "
-        "on-error mark-down\n" in backend(cfg)
-    )
+    assert "default-server check inter 500ms fastinter 200ms fall 2 rise 2\n" in backend(cfg)
+    # Passive checks on the active servers only: the backup is the last server left, and one refused
+    # connection while it takes over must not take it out (found with prod's real Docker backup).
+    lb = fleet.load_balancer
+    for name in lb.backends:
+        assert re.search(
+            rf"^    server {name} \S+ cookie {name} observe layer4 error-limit 1 on-error mark-down$", cfg, re.M
+        ), name
+    for name in lb.backups:
+        assert re.search(rf"^    server {name} \S+ backup$", cfg, re.M), name
     for line in ("timeout connect 500ms", "timeout server 1500ms", "timeout queue 1500ms", "timeout client 30000ms"):
         assert f"    {line}\n" in cfg
     # Three actives: a broken idle connection and a refused one on each, then the backup.
@@ -75,7 +82,8 @@ def test_every_key_reaches_the_config():
     lb = lb.model_copy(update={"health_check": lb.health_check.model_copy(update={"on_error": "sudden-death"})})
     cfg = render_haproxy_cfg(lb, fleet, stats_password="x")
     assert "timeout check 250ms" in cfg
-    assert "fastinter 100ms fall 2 rise 2 observe layer7 error-limit 3 on-error sudden-death\n" in cfg
+    assert "fastinter 100ms fall 2 rise 2\n" in cfg
+    assert " cookie webserver1 observe layer7 error-limit 3 on-error sudden-death\n" in cfg
     assert "stick-table type ip size 1000 expire 30000ms store conn_cur,http_req_rate(5000ms)\n" in cfg
     assert "reject if { sc_conn_cur(0) gt 20 }\n" in cfg
     assert "http-request deny deny_status 429 if { sc_http_req_rate(0) gt 500 }\n" in cfg
