@@ -93,14 +93,15 @@ def render_meta_data(guest: KvmGuest, user_data: str, network_config: str) -> st
     return render("cloud-init/meta-data.j2", name=guest.name, instance_id=f"{guest.name}-{instance}")
 
 
-def render_network_config(guest: KvmGuest, bridge: Bridge, fleet: Fleet) -> str:
+def render_network_config(guest: KvmGuest, bridge: Bridge, fleet: Fleet, *, mac: str | None = None) -> str:
+    """``mac``: the NIC's MAC when the guest type derives its own (Xen: ``xen_mac``)."""
     net = addressing(guest, bridge)
     return render(
         "cloud-init/network-config.j2",
         name=guest.name,
         bridge=bridge.name,
         nic=NIC,
-        mac=guest_mac(guest),
+        mac=mac or guest_mac(guest),
         address=str(net.interface),
         gateway=net.gateway,
         dns=net.dns,
