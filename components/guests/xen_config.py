@@ -207,6 +207,7 @@ def render_domain_step(guest: XenGuest, fleet: Fleet) -> GuestLifecycle:
         host=guest.host,
         host_address=str(host.address),
         installer=guest.uses_installer,
+        mode=guest.mode,
         base=base,
         kernel=kernel,
         initrd=initrd,
