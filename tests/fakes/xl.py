@@ -53,10 +53,30 @@ STRING_KEYS = {
     "name", "type", "vif", "disk", "on_poweroff", "on_reboot", "on_crash", "bootloader", "kernel", "ramdisk",
     "extra", "cmdline", "boot", "serial", "vnclisten", "spicehost", "uuid",
 }  # fmt: skip
-NUMBER_KEYS = {"memory", "maxmem", "vcpus", "maxvcpus", "vnc", "vncunused", "spice", "spiceport", "spicedisable_ticketing"}
+NUMBER_KEYS = {
+    "memory",
+    "maxmem",
+    "vcpus",
+    "maxvcpus",
+    "vnc",
+    "vncunused",
+    "spice",
+    "spiceport",
+    "spicedisable_ticketing",
+}
 LIST_KEYS = {"vif", "disk"}
 PV_ONLY = {"bootloader", "kernel", "ramdisk", "extra", "cmdline"}
-HVM_ONLY = {"boot", "serial", "vnc", "vnclisten", "vncunused", "spice", "spicehost", "spiceport", "spicedisable_ticketing"}
+HVM_ONLY = {
+    "boot",
+    "serial",
+    "vnc",
+    "vnclisten",
+    "vncunused",
+    "spice",
+    "spicehost",
+    "spiceport",
+    "spicedisable_ticketing",
+}
 DISK_KEYS = {"format", "vdev", "access", "devtype", "target", "backendtype", "script"}
 VIF_KEYS = {"mac", "bridge", "model", "type", "vifname", "script", "ip"}
 VDEV = re.compile(r"^(xvd[a-z]+|hd[a-z]|sd[a-z])$")
@@ -65,6 +85,7 @@ IPV4 = re.compile(r"^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}
 UNITS_KIB = {"b": 1 / 1024, "k": 1, "m": 1024, "g": 1024**2, "t": 1024**3}
 USAGE = "Usage: xl [-vfNtT] <subcommand> [args]"
 DOM0_MIB = 2048
+CREATE_USAGE = "Usage: xl [-v] create <ConfigFile> [options] [vars]"
 
 
 class ParseError(Exception):
@@ -171,7 +192,7 @@ def check(items: dict) -> dict:
         raise ParseError(f"maxvcpus ({maxvcpus}) must be at least vcpus ({vcpus})")
     for action in ("on_poweroff", "on_reboot", "on_crash"):
         if action in items and items[action] not in ACTIONS:
-            raise ParseError(f"Unknown {action} action \"{items[action]}\" specified")
+            raise ParseError(f'Unknown {action} action "{items[action]}" specified')
     for listen in ("vnclisten", "spicehost"):
         if listen in items and not IPV4.match(items[listen]):
             raise ParseError(f"{listen} must be an IPv4 address: {items[listen]}")
@@ -279,11 +300,14 @@ def create(state: dict, args: list[str]) -> int:
         elif arg in ("-q", "--quiet"):
             pass
         elif arg.startswith("-"):
-            fakelib.fail(f"xl create: invalid option -- '{arg.lstrip('-')}'\nUsage: xl [-v] create <ConfigFile> [options] [vars]", 1)
+            fakelib.fail(
+                f"xl create: invalid option -- '{arg.lstrip('-')}'\n{CREATE_USAGE}",
+                1,
+            )
         else:
             files.append(arg)
     if len(files) != 1:
-        fakelib.fail("Usage: xl [-v] create <ConfigFile> [options] [vars]", 1)
+        fakelib.fail(CREATE_USAGE, 1)
     fakelib.err(f"Parsing config from {files[0]}")
     config = load_cfg(files[0])
     if dry:
@@ -291,18 +315,23 @@ def create(state: dict, args: list[str]) -> int:
         return 0
     name = config["c_info"]["name"]
     if name in state["domains"]:
-        fakelib.fail(f"libxl: error: libxl_create.c:683:libxl__domain_make: Domain {name}:domain with name {name} already exists", 1)
+        fakelib.fail(
+            f"libxl: error: libxl_create.c:683:libxl__domain_make: Domain {name}:domain with name {name} "
+            "already exists",
+            1,
+        )
     extra = config["b_info"][f"type.{config['c_info']['type']}"]
     needed = [d["pdev_path"] for d in config["disks"]] + [extra[k] for k in ("kernel", "ramdisk") if k in extra]
+    domid = state["next_domid"]
     for path in needed:
         if not Path(path).exists():
             fakelib.fail(
-                f"libxl: error: libxl_device.c:397:libxl__device_disk_set_backend: {path}: No such file or directory\n"
-                f"libxl: error: libxl_create.c:1296:domcreate_launch_dm: Domain {state['next_domid']}:unable to add disk devices\n"
-                f"libxl: error: libxl_domain.c:1034:destroy_domid_done: Domain {state['next_domid']}:Non-existant domain",
+                f"libxl: error: libxl_device.c:397:libxl__device_disk_set_backend: {path}: "
+                "No such file or directory\n"
+                f"libxl: error: libxl_create.c:1296:domcreate_launch_dm: Domain {domid}:unable to add disk devices\n"
+                f"libxl: error: libxl_domain.c:1034:destroy_domid_done: Domain {domid}:Non-existant domain",
                 1,
             )
-    domid = state["next_domid"]
     state["next_domid"] += 1
     state["domains"][name] = {
         "domid": domid, "config": config, "paused": paused, "installing": " inst.ks=" in f" {extra.get('extra', '')}",
@@ -321,7 +350,12 @@ def list_(state: dict, args: list[str]) -> int:
         domain(state, name)
     chosen = names or sorted(state["domains"], key=lambda n: state["domains"][n]["domid"])
     if long:
-        print(json.dumps([{"domid": state["domains"][n]["domid"], "config": state["domains"][n]["config"]} for n in chosen], indent=4))
+        print(
+            json.dumps(
+                [{"domid": state["domains"][n]["domid"], "config": state["domains"][n]["config"]} for n in chosen],
+                indent=4,
+            )
+        )
         return 0
     print(f"{'Name':<40}{'ID':>5}{'Mem':>6}{'VCPUs':>6}\tState\tTime(s)")
     if not names:
@@ -395,7 +429,11 @@ def act(state: dict, command: str, name: str, dom: dict, args: list[str], wait: 
     elif command == "mem-set":
         kib = parse_mem_kib(args[0])
         if kib > b["max_memkb"]:
-            fakelib.fail(f"libxl: error: libxl_mem.c:286:libxl_set_memory_target: memory_dynamic_max must be less than or equal to memory_static_max", 1)
+            fakelib.fail(
+                "libxl: error: libxl_mem.c:286:libxl_set_memory_target: "
+                "memory_dynamic_max must be less than or equal to memory_static_max",
+                1,
+            )
         b["target_memkb"] = kib
     elif command == "vcpu-set":
         if not args[0].isdigit() or int(args[0]) < 1:
