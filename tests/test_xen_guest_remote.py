@@ -57,12 +57,16 @@ def image_server(tmp_path_factory):
     require_tool("qemu-img")
     root = tmp_path_factory.mktemp("xen-images")
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(root / "cloud.qcow2"), "64M"], check=True)
+    (root / "el7/images/pxeboot").mkdir(parents=True)  # an install tree's PV kernel and initrd
+    (root / "el7/images/pxeboot/vmlinuz").write_bytes(b"\x7fELF kernel\n")
+    (root / "el7/images/pxeboot/initrd.img").write_bytes(b"initrd\n")
     handler = functools.partial(_QuietHandler, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     sha = hashlib.sha256((root / "cloud.qcow2").read_bytes()).hexdigest()
     yield {"url": f"http://127.0.0.1:{server.server_address[1]}/cloud.qcow2", "sha256": sha}
+    # (the install tree: http://127.0.0.1:PORT/el7/, see installer_steps)
     server.shutdown()
 
 
@@ -76,6 +80,12 @@ def program(image: dict, **changes) -> dict[str, Step]:
     return _program(json.dumps({"image": image, **changes}, sort_keys=True))
 
 
+def installer_steps(image: dict) -> dict[str, Step]:
+    """webserver2 on the seed's path: mode pv, EL7, the install tree served next to the image."""
+    tree = image["url"].rsplit("/", 1)[0] + "/el7/"
+    return _program(json.dumps({"mode": "pv", "osFamily": "el7", "install": {"location": tree}}, sort_keys=True))
+
+
 @functools.cache
 def _program(changes_json: str) -> dict[str, Step]:
     changes = json.loads(changes_json)
@@ -86,12 +96,16 @@ def _program(changes_json: str) -> dict[str, Step]:
     rec = run_program(StackConfig(config.name, values, set(config.secret_keys), list(config.placeholders)))
     steps = {}
     base = [c for c in rec.of_type(COMMAND) if c.name.startswith(f"{HOST}-xen-base-")]
-    assert len(base) == 2, [c.name for c in base]  # mailserver keeps the default image
     wanted = {
         "seed": rec.named(f"{HOST}-{GUEST}-seed", COMMAND),
         "domain": rec.named(f"{HOST}-{GUEST}-domain", COMMAND),
     }
-    wanted["base"] = next(c for c in base if "cloud-qcow2" in c.name)
+    if "install" in changes:
+        wanted["base"] = next(c for c in base if "vmlinuz" in c.name)
+        wanted["initrd"] = next(c for c in base if "initrd" in c.name)
+    else:
+        assert len(base) == 2, [c.name for c in base]  # mailserver keeps the default image
+        wanted["base"] = next(c for c in base if "cloud-qcow2" in c.name)
     for short, c in wanted.items():
         steps[short] = Step(
             c.name.removeprefix(f"{HOST}-"), c.inputs["create"], c.inputs["delete"], c.inputs.get("stdin"),
@@ -118,7 +132,9 @@ def create(sshd: LoopbackSshd, step: Step, word: str = "changed") -> Result:
 
 def up(sshd: LoopbackSshd, steps: dict[str, Step], word: str = "changed") -> Result:
     """What pulumi up runs on a fresh host: the download, the seed, then the domain."""
-    for short in ("base", "seed"):
+    for short in ("base", "initrd", "seed"):
+        if short not in steps:
+            continue
         run_result = run(sshd, steps[short].create, steps[short].stdin)
         assert run_result.code == 0, str(run_result)
     return create(sshd, steps["domain"], word)
@@ -291,3 +307,27 @@ def test_retain_disk_keeps_the_image_and_a_new_create_boots_it(image_server):
         again = create(sshd, steps["domain"])
         assert f"unchanged: disk {DISK}" in again.out, str(again)
         assert ok(sshd, f"head -c 7 {DISK}") == "witness"
+
+
+def test_installer_path_installs_then_boots_from_disk(image_server):
+    """The seed's path: the install tree's PV kernel and initrd downloaded, the kickstart (with root's
+    hash, never in argv: the seed step runs from stdin) on the seed ISO, the domain created from
+    the installer config, waited for until its kickstart powers it off (the fake's installer does
+    so at once), then created from the disk config (pygrub); a second run installs nothing."""
+    require_lab()
+    steps = installer_steps(image_server)
+    with LoopbackSshd() as sshd:
+        xen_host(sshd)
+        first = up(sshd, steps)
+        assert any(c.startswith(f"changed: {GUEST} installing from /var/lib/xen/images/virtfleet-base-vmlinuz-")
+                   for c in first.changes), str(first)  # fmt: skip
+        assert f"changed: {GUEST} installed; it boots from its disk from now on" in first.changes
+        assert f"changed: {GUEST} created" in first.changes
+        dom = domains(sshd)[GUEST]
+        assert dom["config"]["c_info"]["type"] == "pv" and dom["config"]["b_info"]["type.pv"] == {"bootloader": "pygrub"}
+        kickstart = ok(sshd, f"isoinfo -R -i {SEED} -x /user-data")
+        assert kickstart.startswith("#") and "rootpw --iscrypted" in kickstart and "poweroff" in kickstart
+        second = create(sshd, steps["domain"], "unchanged")
+        assert not second.changes, str(second)
+        delete = run(sshd, steps["domain"].delete)
+        assert delete.code == 0 and sshd.run(f"test -e /var/lib/virtfleet/xen/{GUEST}/installed").returncode == 1

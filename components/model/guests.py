@@ -108,7 +108,7 @@ class XenGuest(Guest):
 
     required_role: ClassVar[Role] = Role.XEN
     type: Literal["xen"]
-    mode: Literal["pvh", "hvm", "pv"] = Field("pvh", description="xl.cfg type: pvh | hvm | pv; a change re-creates")
+    mode: Literal["pvh", "hvm", "pv"] = Field("pvh", description="xl.cfg type (pvh, hvm or pv); a change re-creates the domain")
     image: CloudImage | None = Field(None, description="cloud image (qcow2); default: the os family's GenericCloud")
     install: Installer | None = Field(None, description="the seed's path: PV install from an install tree (mode: pv)")
     max_memory_mib: int | None = Field(
@@ -116,7 +116,7 @@ class XenGuest(Guest):
     )
     max_vcpus: int | None = Field(None, ge=1, le=256, description="xl.cfg maxvcpus: the ceiling of live vcpu changes")
     graphics: Literal["vnc", "spice", "none"] | None = Field(
-        None, description="hvm only, on 127.0.0.1: vnc | spice | none; default vnc for hvm, none otherwise"
+        None, description="hvm only, on 127.0.0.1 (vnc, spice or none); default vnc for hvm, none otherwise"
     )
     packages: tuple[RpmPackage, ...] = Field((), description="cloud-init packages: RPM names or @group ids")
     runcmd: tuple[SafeText, ...] = Field(
