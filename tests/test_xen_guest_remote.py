@@ -20,11 +20,10 @@ import http.server
 import json
 import subprocess
 import threading
-from dataclasses import dataclass
 
 import pytest
 from support.sshd import LoopbackSshd
-from support.step_run import Result, run
+from support.step_run import RecordedStep, Result, create, ok, run
 from support.tools import require_root, require_tool
 
 from components.guests.remote_guest import readback
@@ -38,17 +37,7 @@ STATE = "/var/lib/virtfleet-fakes/xl.json"
 COMMAND = "command:remote:Command"
 
 
-@dataclass(frozen=True)
-class Step:
-    name: str
-    create: str
-    delete: str
-    stdin: str | None
-    triggers: list
-    replace_on_changes: list[str]
-
-    def report(self, action: str, word: str) -> str:
-        return f"virtfleet: {HOST}/{self.name} ({action}): {word}"
+Step = RecordedStep
 
 
 @pytest.fixture(scope="module")
@@ -107,27 +96,14 @@ def _program(changes_json: str) -> dict[str, Step]:
         assert len(base) == 2, [c.name for c in base]  # mailserver keeps the default image
         wanted["base"] = next(c for c in base if "cloud-qcow2" in c.name)
     for short, c in wanted.items():
-        steps[short] = Step(
-            c.name.removeprefix(f"{HOST}-"), c.inputs["create"], c.inputs["delete"], c.inputs.get("stdin"),
-            c.inputs["triggers"], c.replace_on_changes,
-        )  # fmt: skip
+        steps[short] = Step.of(c, HOST)
     return steps
-
-
-def ok(sshd: LoopbackSshd, command: str) -> str:
-    return sshd.run(command, check=True, timeout=120).stdout
 
 
 def xen_host(sshd: LoopbackSshd) -> None:
     """A prepared xen1: EL7, xen-runtime installed and xencommons running (its role and boot steps)."""
     sshd.upload("CentOS Linux release 7.9.2009 (Core)\n", "/etc/redhat-release")
     ok(sshd, "yum -y install xen-runtime >/dev/null && systemctl enable --now xencommons >/dev/null 2>&1")
-
-
-def create(sshd: LoopbackSshd, step: Step, word: str = "changed") -> Result:
-    result = run(sshd, step.create, step.stdin)
-    assert result.code == 0 and result.last == step.report("create", word), str(result)
-    return result
 
 
 def up(sshd: LoopbackSshd, steps: dict[str, Step], word: str = "changed") -> Result:
@@ -324,7 +300,8 @@ def test_installer_path_installs_then_boots_from_disk(image_server):
         assert f"changed: {GUEST} installed; it boots from its disk from now on" in first.changes
         assert f"changed: {GUEST} created" in first.changes
         dom = domains(sshd)[GUEST]
-        assert dom["config"]["c_info"]["type"] == "pv" and dom["config"]["b_info"]["type.pv"] == {"bootloader": "pygrub"}
+        assert dom["config"]["c_info"]["type"] == "pv"
+        assert dom["config"]["b_info"]["type.pv"] == {"bootloader": "pygrub"}
         kickstart = ok(sshd, f"isoinfo -R -i {SEED} -x /user-data")
         assert kickstart.startswith("#") and "rootpw --iscrypted" in kickstart and "poweroff" in kickstart
         second = create(sshd, steps["domain"], "unchanged")

@@ -108,7 +108,9 @@ class XenGuest(Guest):
 
     required_role: ClassVar[Role] = Role.XEN
     type: Literal["xen"]
-    mode: Literal["pvh", "hvm", "pv"] = Field("pvh", description="xl.cfg type (pvh, hvm or pv); a change re-creates the domain")
+    mode: Literal["pvh", "hvm", "pv"] = Field(
+        "pvh", description="xl.cfg type (pvh, hvm or pv); a change re-creates the domain"
+    )
     image: CloudImage | None = Field(None, description="cloud image (qcow2); default: the os family's GenericCloud")
     install: Installer | None = Field(None, description="the seed's path: PV install from an install tree (mode: pv)")
     max_memory_mib: int | None = Field(
