@@ -136,7 +136,9 @@ def seed_files(guest: XenGuest, fleet: Fleet, login_keys: tuple[str, ...], root_
     bridge = host.bridge(guest.network.bridge)
     if guest.uses_installer:
         family = os_family(guest.os_family)
-        return {"user-data": render_kickstart(guest, fleet, bridge, family, root_hash or "!!", login_keys)}
+        if root_hash is None:
+            raise ValueError(f"guest {guest.name}: the kickstart needs root's password hash")
+        return {"user-data": render_kickstart(guest, fleet, bridge, family, root_hash, login_keys)}
     user_data = render_user_data(guest, fleet, login_keys)
     network_config = render_network_config(guest, bridge, fleet, mac=xen_mac(guest))
     return {
