@@ -7,6 +7,7 @@ import pulumi
 from .guests import GUEST_COMPONENTS, GuestContext
 from .guests.docker_images import DockerImages
 from .guests.kvm_images import KvmBaseImages
+from .guests.xen_images import XenBaseImages
 from .haproxy_tier import HaproxyTier
 from .hosts import HypervisorHost
 from .model import Fleet, FleetConfigError
@@ -28,13 +29,14 @@ def build(fleet: Fleet, secrets: Secrets) -> dict[str, pulumi.Output]:
     guests = {}
     kvm_images = KvmBaseImages()  # shared by every KVM guest of this run
     docker_images = DockerImages()  # shared by every Docker guest of this run
+    xen_images = XenBaseImages()  # shared by every Xen guest of this run
     for guest in fleet.guests:
         component = GUEST_COMPONENTS.get(guest.type)
         if component is None:
             pulumi.log.warn(f"guest {guest.name}: {guest.type} guests are not deployable yet; skipped")
             continue
         guests[guest.name] = component(
-            guest, context=GuestContext(fleet, hosts[guest.host], secrets, kvm_images, docker_images)
+            guest, context=GuestContext(fleet, hosts[guest.host], secrets, kvm_images, docker_images, xen_images)
         )
     outputs: dict[str, pulumi.Output] = {
         "hosts": pulumi.Output.from_input({name: h.host.address for name, h in hosts.items()}),

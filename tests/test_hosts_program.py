@@ -19,10 +19,15 @@ KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAOhB7/zzhC+HXDdGOdLwJln5NYwm6UNXx3ch
 
 
 def _host_steps(rec, host: str) -> dict[str, object]:
-    """RemoteSteps under the host component (directly or inside its BridgeNetworks)."""
+    """RemoteSteps under the host component (directly or inside its BridgeNetworks), without the
+    downloads its Xen guests share (``xen-base-…``: parented to the host, made by the guests)."""
     host_urn = rec.named(host, HOST).urn
     inside = {host_urn} | {r.urn for r in rec.children(host_urn) if r.type == "virtfleet:host:BridgeNetwork"}
-    return {r.inputs["step"]: r for r in rec.of_type(STEP) if r.parent in inside}
+    return {
+        r.inputs["step"]: r
+        for r in rec.of_type(STEP)
+        if r.parent in inside and not r.inputs["step"].startswith("xen-base-")
+    }
 
 
 def expected_steps(host) -> set[str]:

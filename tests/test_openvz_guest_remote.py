@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass
 from functools import cache
 
 import pytest
 from support.sshd import LoopbackSshd
-from support.step_run import Result, run
+from support.step_run import RecordedStep, create, ok, run
 from support.tools import require_root, require_tool
 
 import plan.mocks
@@ -36,18 +35,7 @@ CONF = f"/etc/vz/conf/{CTID}.conf"
 PASSWORD = placeholder("random-password")  # what the mocks give the generated rootPassword
 
 
-@dataclass(frozen=True)
-class Step:
-    name: str
-    create: str
-    delete: str
-    stdin: str | None
-    triggers: list
-    replace_on_changes: list[str]
-    delete_before_replace: bool
-
-    def report(self, action: str, word: str) -> str:
-        return f"virtfleet: {HOST}/{self.name} ({action}): {word}"
+Step = RecordedStep
 
 
 def program(**changes) -> dict[str, Step]:
@@ -69,25 +57,13 @@ def _program(changes_json: str) -> dict[str, Step]:
     steps = {}
     for short in ("container", "root-password"):
         c = rec.named(f"{HOST}-{GUEST}-{short}", "command:remote:Command")
-        steps[short] = Step(
-            f"{GUEST}-{short}",
-            c.inputs["create"],
-            c.inputs["delete"],
-            c.inputs.get("stdin"),
-            c.inputs["triggers"],
-            c.replace_on_changes,
-            c.delete_before_replace,
-        )
+        steps[short] = Step.of(c, HOST)
     return steps
 
 
 @pytest.fixture(scope="module")
 def base():
     return program()
-
-
-def ok(sshd: LoopbackSshd, command: str) -> str:
-    return sshd.run(command, check=True, timeout=120).stdout
 
 
 def container(sshd: LoopbackSshd) -> dict:
@@ -99,12 +75,6 @@ def openvz_host(sshd: LoopbackSshd) -> None:
     """A prepared ovz1: EL7, vzctl installed and vz running (what its role and boot steps leave)."""
     sshd.upload("CentOS Linux release 7.9.2009 (Core)\n", "/etc/redhat-release")
     ok(sshd, "yum -y install vzctl >/dev/null && systemctl enable --now vz >/dev/null 2>&1")
-
-
-def create(sshd: LoopbackSshd, step: Step, word: str = "changed") -> Result:
-    result = run(sshd, step.create, step.stdin)
-    assert result.code == 0 and result.last == step.report("create", word), str(result)
-    return result
 
 
 def require_lab() -> None:

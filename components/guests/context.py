@@ -9,6 +9,7 @@ from ..model import Fleet
 from ..secrets import Secrets
 from .docker_images import DockerImages
 from .kvm_images import KvmBaseImages
+from .xen_images import XenBaseImages
 
 
 @dataclass(frozen=True)
@@ -20,3 +21,5 @@ class GuestContext:
     kvm_images: KvmBaseImages = field(default_factory=KvmBaseImages)
     # Images shared by the Docker guests of one run (one pull per host and image reference).
     docker_images: DockerImages = field(default_factory=DockerImages)
+    # Downloads shared by the Xen guests of one run (one per host and URL).
+    xen_images: XenBaseImages = field(default_factory=XenBaseImages)

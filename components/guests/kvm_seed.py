@@ -9,6 +9,8 @@ Both provisioning paths ride on the one ISO the provider can build, ``libvirt.Cl
 
 The guest's NIC is named ``lan0`` in both paths (cloud-init ``set-name``; dracut ``ifname=``),
 bound to the guest's fixed MAC, so the address never depends on the kernel's naming.
+
+Xen guests are born from the same renderers (``xen_config``: their seed ISO is built on the host).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Interface
 
 from ..haproxy_web import first_boot
-from ..model import Fleet, KvmGuest
+from ..model import Fleet, KvmGuest, XenGuest
 from ..model.hosts import Bridge
 from ..osfamily import OsFamily
 from ..render import render
@@ -53,7 +55,7 @@ class GuestAddressing:
     dns: tuple[str, ...]
 
 
-def addressing(guest: KvmGuest, bridge: Bridge) -> GuestAddressing:
+def addressing(guest: KvmGuest | XenGuest, bridge: Bridge) -> GuestAddressing:
     interface = IPv4Interface(f"{guest.network.ip}/{bridge.address.network.prefixlen}")
     return GuestAddressing(
         ip=str(guest.network.ip),
@@ -63,7 +65,7 @@ def addressing(guest: KvmGuest, bridge: Bridge) -> GuestAddressing:
     )
 
 
-def render_user_data(guest: KvmGuest, fleet: Fleet, login_keys: tuple[str, ...] = ()) -> str:
+def render_user_data(guest: KvmGuest | XenGuest, fleet: Fleet, login_keys: tuple[str, ...] = ()) -> str:
     """``login_keys``: public keys authorized besides ssh.authorizedKeys (the stack's own login key).
 
     A web server of the HAProxy tier also gets httpd, its page and its ports (``first_boot``).
@@ -87,20 +89,21 @@ def render_user_data(guest: KvmGuest, fleet: Fleet, login_keys: tuple[str, ...] 
     )
 
 
-def render_meta_data(guest: KvmGuest, user_data: str, network_config: str) -> str:
+def render_meta_data(guest: KvmGuest | XenGuest, user_data: str, network_config: str) -> str:
     # A new instance-id whenever the seed changes makes cloud-init apply it again on next boot.
     instance = hashlib.sha256(f"{user_data}\0{network_config}".encode()).hexdigest()[:12]
     return render("cloud-init/meta-data.j2", name=guest.name, instance_id=f"{guest.name}-{instance}")
 
 
-def render_network_config(guest: KvmGuest, bridge: Bridge, fleet: Fleet) -> str:
+def render_network_config(guest: KvmGuest | XenGuest, bridge: Bridge, fleet: Fleet, *, mac: str | None = None) -> str:
+    """``mac``: the NIC's MAC when the guest type derives its own (Xen: ``xen_mac``)."""
     net = addressing(guest, bridge)
     return render(
         "cloud-init/network-config.j2",
         name=guest.name,
         bridge=bridge.name,
         nic=NIC,
-        mac=guest_mac(guest),
+        mac=mac or guest_mac(guest),
         address=str(net.interface),
         gateway=net.gateway,
         dns=net.dns,
@@ -109,7 +112,12 @@ def render_network_config(guest: KvmGuest, bridge: Bridge, fleet: Fleet) -> str:
 
 
 def render_kickstart(
-    guest: KvmGuest, fleet: Fleet, bridge: Bridge, family: OsFamily, root_hash: str, login_keys: tuple[str, ...] = ()
+    guest: KvmGuest | XenGuest,
+    fleet: Fleet,
+    bridge: Bridge,
+    family: OsFamily,
+    root_hash: str,
+    login_keys: tuple[str, ...] = (),
 ) -> str:
     net = addressing(guest, bridge)
     web = first_boot(guest, fleet)
@@ -132,7 +140,7 @@ def render_kickstart(
     )
 
 
-def install_tree_file(guest: KvmGuest, relative: str) -> str:
+def install_tree_file(guest: KvmGuest | XenGuest, relative: str) -> str:
     location = str(guest.install.location)
     return location + ("" if location.endswith("/") else "/") + relative
 

@@ -114,12 +114,65 @@ class KvmGuest(Guest):
 
 
 class XenGuest(Guest):
+    """A Xen domain managed with xl (components/guests/xen.py; README: "Xen guests")."""
+
     required_role: ClassVar[Role] = Role.XEN
     type: Literal["xen"]
-    mode: Literal["pvh", "hvm", "pv"] = "pvh"
-    image: PlainUrl | None = Field(None, description="raw/qcow2 disk image; default: the os family's cloud image")
+    mode: Literal["pvh", "hvm", "pv"] = Field(
+        "pvh", description="xl.cfg type (pvh, hvm or pv); a change re-creates the domain"
+    )
+    image: CloudImage | None = Field(None, description="cloud image (qcow2); default: the os family's GenericCloud")
+    install: Installer | None = Field(None, description="the seed's path: PV install from an install tree (mode: pv)")
+    max_memory_mib: int | None = Field(
+        None, ge=16, alias="maxMemoryMiB", description="xl.cfg maxmem, MiB: the ceiling of live memory changes"
+    )
+    max_vcpus: int | None = Field(None, ge=1, le=256, description="xl.cfg maxvcpus: the ceiling of live vcpu changes")
+    graphics: Literal["vnc", "spice", "none"] | None = Field(
+        None, description="hvm only, on 127.0.0.1 (vnc, spice or none); default vnc for hvm, none otherwise"
+    )
+    packages: tuple[RpmPackage, ...] = Field((), description="cloud-init packages: RPM names or @group ids")
+    runcmd: tuple[SafeText, ...] = Field(
+        (), description="cloud-init runcmd: one-line shell commands, run as root at first boot (JSON-quoted)"
+    )
     on_reboot: Literal["restart", "destroy", "preserve"] = "restart"
     on_crash: Literal["restart", "destroy", "preserve", "coredump-destroy"] = "restart"
+    protect: bool = Field(False, description="Pulumi refuses to delete the domain")
+    retain_disk: bool = Field(False, description="keep the guest's disk image when the domain is deleted")
+
+    @model_validator(mode="after")
+    def _xen_consistent(self):
+        if self.image is not None and self.install is not None:
+            raise ValueError("set either image (cloud image) or install (kickstart installer), not both")
+        if self.install is not None and self.mode != "pv":
+            raise ValueError(
+                "install boots the install tree's PV kernel (the seed's virt-install --paravirt): mode: pv"
+            )
+        if self.max_memory_mib is not None and self.max_memory_mib < self.memory_mib:
+            raise ValueError(f"maxMemoryMiB {self.max_memory_mib} is below memoryMiB {self.memory_mib}")
+        if self.max_vcpus is not None and self.max_vcpus < self.vcpus:
+            raise ValueError(f"maxVcpus {self.max_vcpus} is below vcpus {self.vcpus}")
+        if self.graphics not in (None, "none") and self.mode != "hvm":
+            raise ValueError(f"graphics: {self.graphics} needs mode: hvm (pv/pvh domains have the serial console)")
+        return self
+
+    @property
+    def uses_installer(self) -> bool:
+        return self.install is not None
+
+    @property
+    def maxmem_mib(self) -> int:
+        return self.max_memory_mib if self.max_memory_mib is not None else self.memory_mib
+
+    @property
+    def maxvcpus(self) -> int:
+        return self.max_vcpus if self.max_vcpus is not None else self.vcpus
+
+    @property
+    def display(self) -> str:
+        """The remote display: vnc/spice for hvm (vnc unless set), none for pv/pvh."""
+        if self.graphics is None:
+            return "vnc" if self.mode == "hvm" else "none"
+        return self.graphics
 
 
 # An OS template's name says its release: centos-7-x86_64-minimal, almalinux-9-x86_64, ...

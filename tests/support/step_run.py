@@ -8,6 +8,33 @@ from .sshd import LoopbackSshd
 
 
 @dataclass(frozen=True)
+class RecordedStep:
+    """A remote step's Command as the program recorded it (``command:remote:Command`` inputs)."""
+
+    machine: str
+    name: str
+    create: str
+    delete: str
+    stdin: str | None
+    triggers: list
+    replace_on_changes: list[str]
+    delete_before_replace: bool
+
+    @classmethod
+    def of(cls, record, machine: str) -> RecordedStep:
+        """From a recorded Command named ``<machine>-<step name>``."""
+        return cls(
+            machine, record.name.removeprefix(f"{machine}-"), record.inputs["create"], record.inputs["delete"],
+            record.inputs.get("stdin"), record.inputs["triggers"], record.replace_on_changes,
+            record.delete_before_replace,
+        )  # fmt: skip
+
+    def report(self, action: str, word: str) -> str:
+        """The last line the step's frame prints."""
+        return f"virtfleet: {self.machine}/{self.name} ({action}): {word}"
+
+
+@dataclass(frozen=True)
 class Result:
     code: int
     out: list[str]
@@ -30,3 +57,16 @@ def run(sshd: LoopbackSshd, command: str, stdin: str | None = None) -> Result:
     """``command`` as pulumi-command sends it (``stdin``: a secret step's script)."""
     proc = sshd.run(command, timeout=120, input=stdin)
     return Result(proc.returncode, proc.stdout.strip().splitlines(), proc.stderr)
+
+
+def ok(sshd: LoopbackSshd, command: str) -> str:
+    """``command``'s stdout; a non-zero exit fails the test."""
+    return sshd.run(command, check=True, timeout=120).stdout
+
+
+def create(sshd: LoopbackSshd, step, word: str = "changed") -> Result:
+    """Run a recorded step's create (``step.create``, ``step.stdin``) and require its last line to be
+    the frame's report, ``step.report("create", word)``."""
+    result = run(sshd, step.create, step.stdin)
+    assert result.code == 0 and result.last == step.report("create", word), str(result)
+    return result

@@ -1,0 +1,165 @@
+"""Every file a Xen guest is born with, checked by the strictest tool available here (L3).
+
+- xl.cfg: ``xl create -n`` needs libxl and a running Xen, and no other xl.cfg parser is packaged
+  for this machine, so the config goes through the xl fake's parser (``tests/fakes/xl.py``), which
+  implements xl.cfg(5)'s syntax strictly and refuses unknown keys and bad values; the tests below
+  prove it refuses them.
+- user-data: ``cloud-init schema --config-file``; the kickstart (installer path): pykickstart's
+  ksvalidator for the guest's OS family (RHEL7 / RHEL9).
+- every step script of the variants the stacks do not hold (hvm with VNC or SPICE, the installer
+  path, retainDisk): shellcheck (prod's own scripts are in test_steps_shellcheck).
+"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support.tools import require_tool
+
+from components.guests.xen_config import render_domain_step, render_seed_step, render_xl_cfg
+from components.model import FleetConfigError, load_fleet
+from components.osfamily import os_family
+from plan.run import ROOT, load_stack
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "fakes"))
+import xl as xl_fake
+
+KSVALIDATOR = ROOT / ".venv" / "bin" / "ksvalidator"
+INSTALL = {"location": "https://vault.centos.org/7.9.2009/os/x86_64/", "packages": ["@core", "httpd"]}
+VARIANTS = {
+    "prod": {},
+    "hvm-vnc": {"mode": "hvm"},
+    "hvm-spice": {"mode": "hvm", "graphics": "spice"},
+    "installer": {"mode": "pv", "osFamily": "el7", "install": INSTALL, "retainDisk": True},
+}
+
+
+def fleet_with(**changes):
+    config, _ = load_stack("prod")
+    values = copy.deepcopy(config.values)
+    next(g for g in values["guests"] if g["name"] == "webserver2").update(changes)
+    return load_fleet(values, config.secret_keys, config.other_keys)
+
+
+@pytest.fixture(scope="module")
+def variants():
+    return {name: fleet_with(**changes) for name, changes in VARIANTS.items()}
+
+
+def parse(text: str) -> dict:
+    return xl_fake.check(xl_fake.parse_cfg(text))
+
+
+def test_every_xl_cfg_parses_strictly(variants):
+    for name, fleet in variants.items():
+        for guest in (g for g in fleet.guests if g.type == "xen"):
+            config = parse(render_xl_cfg(guest, fleet))
+            assert config["c_info"] == {"type": guest.mode, "name": guest.name}, name
+            b = config["b_info"]
+            assert (b["target_memkb"], b["max_memkb"]) == (guest.memory_mib * 1024, guest.maxmem_mib * 1024)
+            assert (len(b["avail_vcpus"]), b["max_vcpus"]) == (guest.vcpus, guest.maxvcpus)
+            assert [n["bridge"] for n in config["nics"]] == [guest.network.bridge]
+            assert config["disks"][0]["vdev"] == "xvda"
+            assert (config["on_reboot"], config["on_crash"]) == (guest.on_reboot, guest.on_crash)
+            extra = b[f"type.{guest.mode}"]
+            if guest.mode == "hvm":
+                listen = extra.get("vnclisten") or extra.get("spicehost")
+                assert listen == "127.0.0.1", (name, extra)
+            elif not guest.uses_installer:
+                assert extra == {"bootloader": "pygrub"}
+            if guest.uses_installer:
+                install = parse(render_xl_cfg(guest, fleet, install=True))["b_info"]["type.pv"]
+                assert "inst.ks=hd:LABEL=cidata:/user-data" in install["extra"]
+                assert install["kernel"].startswith("/var/lib/xen/images/virtfleet-base-vmlinuz-")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda t: t + 'bogus = "1"\n', "unknown config key 'bogus'"),
+        (lambda t: t.replace("mac=00:16:3e", "mac=01:16:3e"), "invalid mac address"),
+        (lambda t: t.replace("memory = 2048", "memory = 8192"), "maxmem (4096) must be at least memory (8192)"),
+        (lambda t: t.replace("vcpus = 2", "vcpus = 9"), "maxvcpus (4) must be at least vcpus (9)"),
+        (lambda t: t.replace("memory = 2048", 'memory = "2048"'), "memory must be a number"),
+        (lambda t: t + 'vnc = 1\nvnclisten = "127.0.0.1"\n', "not valid for type pvh"),
+        (lambda t: t.replace("vdev=xvdb,access=ro,", "vdev=xvdb,access=ro,devtype=cdrom,"), "devtype=cdrom"),
+        (lambda t: t.replace('on_crash = "restart"', 'on_crash = "explode"'), "Unknown on_crash action"),
+        (lambda t: t + 'name = "again"\n', "name given twice"),
+        (lambda t: t.replace(",target=/var/lib/xen/images/webserver2.img", ""), "no target"),
+        (lambda t: t.replace('type = "pvh"', 'type = "pvm"'), "Invalid domain type pvm"),
+        (lambda t: t.replace("vdev=xvdb", "vdev=xvda"), "same vdev"),
+        (lambda t: t.replace('name = "webserver2"', "name = webserver2"), "syntax error"),
+    ],
+)
+def test_the_parser_refuses_what_xl_refuses(variants, edit, message):
+    fleet = variants["prod"]
+    text = render_xl_cfg(fleet.guest("webserver2"), fleet)
+    parse(text)
+    with pytest.raises(xl_fake.ParseError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse(edit(text))
+
+
+def test_seed_files_pass_their_real_tools(variants, tmp_path: Path):
+    """Cloud-image path: user-data through cloud-init's schema; installer path: the kickstart (the
+    KVM guests' renderer) through pykickstart for the guest's family."""
+    cloud_init = require_tool("cloud-init")
+    if not KSVALIDATOR.exists():
+        pytest.skip("pykickstart is not installed in .venv")
+    keys = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHVmYWtla2V5Zm9ydGVzdHNvbmx5ZmFrZWtleWZha2Vr test",)
+    for name, fleet in variants.items():
+        guest = fleet.guest("webserver2")
+        step = render_seed_step(guest, fleet, keys, "$6$salt$hash")
+        files = {f.path.rsplit("/", 1)[1]: f.content for f in step.files}
+        path = tmp_path / f"{name}.user-data"
+        path.write_text(files["user-data"])
+        if guest.uses_installer:
+            assert set(files) == {"user-data"}
+            family = os_family(guest.os_family)
+            proc = subprocess.run(
+                [KSVALIDATOR, "-v", family.kickstart_version, path], capture_output=True, text=True, timeout=60
+            )
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            assert "network  --bootproto=static" in files["user-data"] or "--bootproto=static" in files["user-data"]
+        else:
+            assert set(files) == {"user-data", "meta-data", "network-config"}
+            proc = subprocess.run(
+                [cloud_init, "schema", "--config-file", path], capture_output=True, text=True, timeout=60
+            )
+            assert proc.returncode == 0 and "Valid cloud-config" in proc.stdout, proc.stdout + proc.stderr
+            assert "00:16:3e:" in files["network-config"]
+
+
+def test_variant_scripts_are_shellcheck_clean(variants, tmp_path: Path):
+    shellcheck = require_tool("shellcheck")
+    paths = []
+    for name, fleet in variants.items():
+        guest = fleet.guest("webserver2")
+        steps = [render_domain_step(guest, fleet).step, render_seed_step(guest, fleet, (), "$6$x$y")]
+        for step in steps:
+            for action in ("create", "delete"):
+                path = tmp_path / f"{name}-{step.name}.{action}.sh"
+                path.write_text(getattr(step, action))
+                paths.append(str(path))
+    proc = subprocess.run([shellcheck, "--severity=style", "--shell=bash", *paths], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "message"),
+    [
+        ({"install": INSTALL}, "install", "mode: pv"),
+        ({"graphics": "vnc"}, "graphics", "needs mode: hvm"),
+        ({"maxMemoryMiB": 1024}, "maxMemoryMiB", "below memoryMiB"),
+        ({"maxVcpus": 1}, "maxVcpus", "below vcpus"),
+        ({"mode": "hvm2"}, "mode", "pvh"),
+    ],
+)
+def test_bad_xen_settings_are_refused_naming_the_guest(changes, key, message):
+    with pytest.raises(FleetConfigError) as err:
+        fleet_with(**changes)
+    text = str(err.value)
+    assert "virtfleet:guests[" in text and message in text, text
