@@ -115,7 +115,7 @@ PROBES = {
     "selinux": "sed -n 's/^SELINUX=//p' /etc/selinux/config",
     "hostname": "hostnamectl --static",
     "hosts": "cat /etc/hosts",
-    "repos": "for f in /etc/yum.repos.d/*.repo; do [ -e \"$f\" ] && printf '== %s\\n' \"$f\" && cat \"$f\"; done; true",
+    "repos": 'for f in /etc/yum.repos.d/*.repo; do [ -e "$f" ] && printf \'== %s\\n\' "$f" && cat "$f"; done; true',
     "boot": "grubby --default-kernel; grubby --default-title",
     "sysctl_conf": "grep -v '^#' /etc/sysctl.d/90-virtfleet.conf 2>/dev/null || true",
     "vz_conf": "grep -v '^$' /etc/vz/vz.conf 2>/dev/null || true",
@@ -357,7 +357,7 @@ def test_preflight_follows_the_cpu_flags_the_host_shows(stacks, vt):
     """VT flags present or absent as the test sets them: a VirtualBox host passes with them and
     fails without them, naming the role; a Docker host needs none and passes either way."""
     require_root()
-    fleet, rec = stacks["prod"]
+    _fleet, rec = stacks["prod"]
     with LoopbackSshd() as sshd:
         sshd.upload(RELEASES["el9"], "/etc/redhat-release")
         set_cpu_flags(sshd, vt=vt)
@@ -392,7 +392,8 @@ def test_reboot_into_xen_when_allowed_then_converged(stacks):
             assert code == 0, (step, out, err)
         assert "changed: rebooting xen1 into Xen in 5 s" in out and sshd.exists("/run/virtfleet/reboot-scheduled")
         code, out, err = run(sshd, commands["boot-xen"][0]["create"])
-        assert code == 0 and "unchanged: reboot into Xen already scheduled" in out and out[-1].endswith("unchanged"), out
+        assert code == 0 and "unchanged: reboot into Xen already scheduled" in out, out
+        assert out[-1] == "virtfleet: xen1/boot-xen (create): unchanged", out
         boot = {}
         for _ in range(60):  # the detached reboot fires after 5 s
             boot = json.loads(sshd.read("/var/lib/virtfleet-fakes/boot.json") or "{}") if sshd.exists(
@@ -424,7 +425,7 @@ def test_a_command_failing_mid_step_stops_the_step(stacks):
     no package and records none, leaves no temporary file behind and no partial file; the next
     run, with dnf working again, converges and reports ``changed``."""
     require_root()
-    fleet, rec = stacks["prod"]
+    _fleet, rec = stacks["prod"]
     inputs, uploads = step_commands(rec, "docker1")["role-docker"]
     script = inputs["create"]
     with LoopbackSshd() as sshd:
@@ -459,7 +460,7 @@ def test_a_service_that_does_not_come_up_fails_the_role(stacks, fault):
     success. A failed start job stops the step at systemctl with systemd's message; a service that
     dies is caught by the role's own check ("docker version"), which names the role and the check."""
     require_root()
-    fleet, rec = stacks["prod"]
+    _fleet, rec = stacks["prod"]
     inputs, uploads = step_commands(rec, "docker1")["role-docker"]
     with LoopbackSshd() as sshd:
         sshd.upload(RELEASES["el9"], "/etc/redhat-release")
