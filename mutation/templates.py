@@ -88,8 +88,10 @@ MUTANTS = (
     Mutant("kvm-power.create.sh.j2", 'virsh define "$vf_xml" >/dev/null', "", (POWER,),
            "an installed guest keeps booting the installer"),
     Mutant("kvm-power.delete.sh.j2",
-           'if virsh dominfo "$vf_domain" >/dev/null 2>&1 && [ "$(virsh domstate "$vf_domain" | head -n 1)" = "paused" ]; then',
-           'if virsh dominfo "$vf_domain" >/dev/null 2>&1 && [ "$(virsh domstate "$vf_domain" | head -n 1)" = "running" ]; then',
+           'if virsh dominfo "$vf_domain" >/dev/null 2>&1 && [ "$(virsh domstate "$vf_domain" | head -n 1)" = '
+           '"paused" ]; then',
+           'if virsh dominfo "$vf_domain" >/dev/null 2>&1 && [ "$(virsh domstate "$vf_domain" | head -n 1)" = '
+           '"running" ]; then',
            (POWER,), "delete resumes nothing"),
 )  # fmt: skip
 
@@ -118,6 +120,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="vf-mutate-") as tmp:
         copy = Path(tmp) / "tree"
         shutil.copytree(args.root, copy, ignore=IGNORE)
+        suites = sorted({t for n in chosen for t in MUTANTS[n - 1].tests})
+        baseline = subprocess.run(
+            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *suites],
+            cwd=copy, capture_output=True, text=True, timeout=args.timeout, check=False,
+        )  # fmt: skip
+        if baseline.returncode != 0:
+            print(baseline.stdout[-3000:], baseline.stderr[-2000:])
+            print(f"the unmutated tree fails {' '.join(suites)}: no mutant can be judged")
+            return 1
+        print(f"unmutated tree: {' '.join(suites)} pass", flush=True)
         for n in chosen:
             mutant = MUTANTS[n - 1]
             path = copy / "templates" / "steps" / mutant.template

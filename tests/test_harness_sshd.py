@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import socket
 import subprocess
 from pathlib import Path
@@ -357,3 +358,28 @@ def test_docker_answers_only_while_its_engine_runs(sshd: LoopbackSshd) -> None:
     assert install.returncode == 0, install.stderr
     assert (up.returncode, up.stdout) == (0, "26.1.3\n")
     assert unknown.returncode == 1 and "is not a docker command" in unknown.stderr
+
+
+def test_packages_come_only_from_enabled_repositories(sshd: LoopbackSshd) -> None:
+    """As dnf: a package no enabled repository provides is "No match"; a repository the catalogue
+    does not know (a misspelt baseurl) breaks metadata loading; a release package enables its
+    repository (and takes it away on removal); an unknown rpm URL is a 404."""
+    typo = "[docker-ce-stable]\nbaseurl=https://download.docker.com/linux/centos/$releasever/$basearch/stabel\n"
+    no_repo, bad_repo, fixed, epel, dkms, gone, url = sshd.run_each([
+        "dnf -y install docker-ce",
+        f"mkdir -p /etc/yum.repos.d && printf %s {shlex.quote(typo)} > /etc/yum.repos.d/docker-ce.repo"
+        " && dnf -y install docker-ce",
+        f"{role_repos_command('docker', 'el9')} && dnf -y -q install docker-ce && rpm -q --qf '%{{NAME}}\\n' docker-ce",
+        "dnf -y -q install epel-release && grep -c '^\\[epel\\]' /etc/yum.repos.d/epel.repo",
+        "dnf -y -q install dkms && dnf -y -q remove epel-release && ls /etc/yum.repos.d",
+        "dnf -y install nginx",
+        "dnf -y install https://example.org/nope-1.0-1.el9.x86_64.rpm",
+    ])  # fmt: skip
+    assert no_repo.returncode == 1 and "Error: Unable to find a match: docker-ce" in no_repo.stderr
+    assert bad_repo.returncode == 1
+    assert "Failed to download metadata for repo 'docker-ce-stable'" in bad_repo.stderr, bad_repo.stderr
+    assert (fixed.returncode, fixed.stdout) == (0, "docker-ce\n"), fixed.stderr
+    assert (epel.returncode, epel.stdout) == (0, "1\n"), epel.stderr
+    assert dkms.returncode == 0 and dkms.stdout == "docker-ce.repo\n", dkms
+    assert gone.returncode == 1 and "No match for argument: nginx" in gone.stderr
+    assert url.returncode == 1 and "Curl error (22)" in url.stderr
