@@ -479,3 +479,24 @@ def test_a_service_that_does_not_come_up_fails_the_role(stacks, fault):
         assert sshd.run("systemctl is-active docker").stdout.strip() == "failed"
         code, out, err = run(sshd, inputs["create"])
         assert code == 0 and out[-1] == "virtfleet: docker1/role-docker (create): changed", (out, err)
+
+
+def test_firewall_opens_the_tiers_non_default_ports(stacks):
+    """A test variant of dev (not a committed stack): the balancer on devbox listens on 8081, HTTPS
+    on 8443 and the stats page on the node's address at 9001. The firewall step opens exactly
+    those (permanent and runtime) besides ssh, and its delete closes them again."""
+    require_root()
+    config, _ = load_stack("dev")
+    values = copy.deepcopy(config.values)
+    values["loadBalancer"]["frontend"]["port"] = 8081
+    values["loadBalancer"]["https"] = {"enabled": True, "port": 8443}
+    values["loadBalancer"]["stats"] = {"bind": {"address": "10.10.0.2", "port": 9001}}
+    rec = run_program(StackConfig("dev-ports", values, set(config.secret_keys), list(config.placeholders)))
+    inputs, _ = step_commands(rec, "devbox")["firewall"]
+    with LoopbackSshd() as sshd:
+        before = host_state(sshd)
+        code, out, err = run(sshd, inputs["create"])
+        assert code == 0 and out[-1] == "virtfleet: devbox/firewall (create): changed", (out, err)
+        assert host_state(sshd)["ports"] == "8081/tcp 8443/tcp 9001/tcp\n" * 2
+        code, out, err = run(sshd, inputs["delete"])
+        assert code == 0 and host_state(sshd)["ports"] == before["ports"], (out, err)
