@@ -116,7 +116,7 @@ def test_role_step_installs_from_the_table():
 
 
 def test_role_setup_refuses_el7_only_roles_on_el9_and_forces_cpu_checks():
-    with pytest.raises(ValueError, match="role xen has no packages for el9: .* set osFamily: el7"):
+    with pytest.raises(ValueError, match=r"role xen has no packages for el9: .* set osFamily: el7"):
         role_setup(Role.XEN, "el9")
     assert role_setup(Role.KVM, "el9").needs_cpu_virt and role_setup(Role.VIRTUALBOX, "el7").needs_cpu_virt
     assert not role_setup(Role.DOCKER, "el9").needs_cpu_virt
