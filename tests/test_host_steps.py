@@ -130,3 +130,40 @@ def test_bridge_step_renders_the_family_backend():
         "/etc/sysconfig/network-scripts/ifcfg-brid0", "/etc/sysconfig/network-scripts/ifcfg-eth0"}  # fmt: skip
     assert all(f.path.startswith("/etc/NetworkManager/system-connections/") for f in el9.files)
     assert "10.0.0.1" in el7.create and "10.0.0.3/24" in el7.create
+
+
+def test_bridge_step_probes_the_gateway_else_the_first_dns_server():
+    """The rollback probe: the gateway; without one, the first DNS server; STP and the family's
+    reload command reach the script."""
+    config, _ = load_stack("prod")
+    values = copy.deepcopy(config.values)
+    xen = next(h for h in values["hosts"] if h["name"] == "xen1")
+    xen["bridges"][0] = {"name": "brid0", "interface": "eth0", "address": "10.0.0.3/24"}
+    xen["bridges"][0]["dns"] = ["10.0.0.9", "10.0.0.8"]
+    fleet = load_fleet(values, set(config.secret_keys))
+    no_gateway = steps_of(fleet, "xen1")["bridge-brid0"].create
+    assert "10.0.0.9" in no_gateway and "10.0.0.8" not in no_gateway and "10.0.0.1" not in no_gateway
+    _, prod = load_stack("prod")
+    el7 = steps_of(prod, "xen1")["bridge-brid0"]
+    el9 = steps_of(prod, "kvm1")["bridge-brid0"]
+    assert el7.create != el9.create
+    assert "nmcli" in el9.create and "nmcli" not in el7.create
+
+
+def test_role_scripts_name_their_role_family_and_kernel():
+    _, fleet = load_stack("prod")
+    xen = steps_of(fleet, "xen1")["role-xen"].create
+    assert "# Role xen on el7:" in xen and "starts after the reboot into Xen" in xen
+    vbox = steps_of(fleet, "vbox1")["role-virtualbox"].create
+    assert "role virtualbox is installed but does not answer: systemctl is-active --quiet vboxdrv failed" in vbox
+    assert "reboot" not in vbox
+    ovz = steps_of(fleet, "ovz1")["role-openvz"].create
+    url = "https://download.openvz.org/virtuozzo/releases/7.0/x86_64/os/Packages/v/virtuozzo-release-7.0.0-10.vz7.x86_64.rpm"
+    assert f"vf_ensure_packages virtuozzo-release={url}\n" in ovz
+    assert "vf_ensure_packages vzkernel=vzkernel prlctl=prlctl " in ovz
+
+
+def test_sysctl_file_is_exactly_the_merged_lines():
+    _, fleet = load_stack("prod")
+    (conf,) = steps_of(fleet, "kvm1")["sysctl"].files
+    assert conf.content == "# virtfleet: what roles kvm need\nnet.ipv4.ip_forward = 1\n"
