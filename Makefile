@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: plan diff diagram schema test lint bench clean engine preview
+.PHONY: plan diff diagram schema test lint bench clean engine preview mutate
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -51,5 +51,11 @@ engine:
 preview: $(STAMP) engine
 	bash engine/preview.sh $(STACK)
 
+## mutate: mutation score of the templates (mutation/templates.py) and of the Python modules in
+## pyproject.toml [tool.mutmut] (mutmut, time-bounded); not part of `make test` or CI; ~1 h on 2 cores
+mutate: $(STAMP)
+	$(PY) -m mutation.templates
+	$(PY) -m mutation.python --time-limit $(or $(MUTATE_SECONDS),1800)
+
 clean:
-	rm -rf build .pytest_cache .ruff_cache
+	rm -rf build .pytest_cache .ruff_cache mutants

@@ -24,6 +24,7 @@ import shlex
 from dataclasses import dataclass
 
 import pytest
+from support.el_repos import role_repos_command
 from support.sshd import FAKES_BIN, LoopbackSshd
 from support.step_run import run
 from support.tools import require_root, require_tool
@@ -533,6 +534,7 @@ def test_httpd_web_server_in_an_openvz_container(prod):
     create = f"vzctl create {guest.ctid} --ostemplate {guest.ostemplate} --hostname {guest.name}"
     with LoopbackSshd() as sshd:
         el_machine(sshd, host.os_family)
+        ok(sshd, role_repos_command("openvz", "el7"))
         ok(sshd, f"yum -y install vzctl >/dev/null && systemctl enable --now vz 2>/dev/null && {create}")
         upload(sshd, step)
         stopped = run(sshd, step.create)

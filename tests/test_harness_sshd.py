@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import socket
 import subprocess
 from pathlib import Path
 
 import pytest
+from support.el_repos import role_repos_command
 from support.sshd import FAKES_BIN, LoopbackSshd, loopback_sshd_fixture
 from support.tools import require_tool
 
@@ -165,8 +167,12 @@ def test_yum_and_dnf_install_once_then_say_nothing_to_do(sshd: LoopbackSshd) -> 
 
 
 def test_kernel_packages_bring_boot_files_and_a_default_entry(sshd: LoopbackSshd) -> None:
+    # Their repositories exist for EL7 only: the packages install as on an EL7 host.
+    el7 = "echo 'CentOS Linux release 7.9.2009 (Core)' > /etc/redhat-release"
+    repos = f"{role_repos_command('openvz', 'el7')} && {role_repos_command('xen', 'el7')}"
     install, vz, default, xen, bad = sshd.run_each([
-        "yum install -y -q vzkernel xen", "find /boot -maxdepth 1 -name 'vmlinuz-*vz7*'", "grubby --default-kernel",
+        f"{el7} && {repos} && yum install -y -q vzkernel xen; vf=$?; rm /etc/redhat-release; exit $vf",
+        "find /boot -maxdepth 1 -name 'vmlinuz-*vz7*'", "grubby --default-kernel",
         "readlink /boot/xen.gz", "grubby --set-default=/boot/vmlinuz-nope",
     ])  # fmt: skip
     assert install.returncode == 0 and install.stdout == ""  # -q
@@ -268,10 +274,13 @@ def test_hostnamectl_changes_only_the_view(sshd: LoopbackSshd) -> None:
 
 def test_grubby_multiboot_entry_becomes_default(sshd: LoopbackSshd) -> None:
     """The Xen boot step's own grubby calls: a dom0 entry for the default kernel, made default."""
-    script = """set -euo pipefail
+    script = f"""set -euo pipefail
+echo 'CentOS Linux release 7.9.2009 (Core)' > /etc/redhat-release  # Xen's repository is EL7's
+{role_repos_command("xen", "el7")}
 yum install -y -q xen
+rm /etc/redhat-release
 k=$(grubby --default-kernel)
-i=$(grubby --info="$k" | sed -n 's/^initrd="\\{0,1\\}\\([^"]*\\)"\\{0,1\\}$/\\1/p' | head -n 1)
+i=$(grubby --info="$k" | sed -n 's/^initrd="\\{{0,1\\}}\\([^"]*\\)"\\{{0,1\\}}$/\\1/p' | head -n 1)
 grubby --add-kernel="$k" --initrd="$i" --copy-default --title="Xen dom0" \\
   --add-multiboot=/boot/xen.gz --mbargs="dom0_mem=2048M" --make-default
 echo "$k"; echo "$i"
@@ -341,7 +350,7 @@ def test_virsh_power_states_follow_the_qemu_driver(sshd: LoopbackSshd) -> None:
 def test_docker_answers_only_while_its_engine_runs(sshd: LoopbackSshd) -> None:
     down, install, up, unknown = sshd.run_each([
         "docker version --format '{{.Server.Version}}'",
-        "dnf install -y -q docker-ce && systemctl enable --now docker",
+        f"{role_repos_command('docker', 'el9')} && dnf install -y -q docker-ce && systemctl enable --now docker",
         "docker version --format '{{.Server.Version}}'",
         "docker run hello-world",
     ])  # fmt: skip
@@ -349,3 +358,28 @@ def test_docker_answers_only_while_its_engine_runs(sshd: LoopbackSshd) -> None:
     assert install.returncode == 0, install.stderr
     assert (up.returncode, up.stdout) == (0, "26.1.3\n")
     assert unknown.returncode == 1 and "is not a docker command" in unknown.stderr
+
+
+def test_packages_come_only_from_enabled_repositories(sshd: LoopbackSshd) -> None:
+    """As dnf: a package no enabled repository provides is "No match"; a repository the catalogue
+    does not know (a misspelt baseurl) breaks metadata loading; a release package enables its
+    repository (and takes it away on removal); an unknown rpm URL is a 404."""
+    typo = "[docker-ce-stable]\nbaseurl=https://download.docker.com/linux/centos/$releasever/$basearch/stabel\n"
+    no_repo, bad_repo, fixed, epel, dkms, gone, url = sshd.run_each([
+        "dnf -y install docker-ce",
+        f"mkdir -p /etc/yum.repos.d && printf %s {shlex.quote(typo)} > /etc/yum.repos.d/docker-ce.repo"
+        " && dnf -y install docker-ce",
+        f"{role_repos_command('docker', 'el9')} && dnf -y -q install docker-ce && rpm -q --qf '%{{NAME}}\\n' docker-ce",
+        "dnf -y -q install epel-release && grep -c '^\\[epel\\]' /etc/yum.repos.d/epel.repo",
+        "dnf -y -q install dkms && dnf -y -q remove epel-release && ls /etc/yum.repos.d",
+        "dnf -y install nginx",
+        "dnf -y install https://example.org/nope-1.0-1.el9.x86_64.rpm",
+    ])  # fmt: skip
+    assert no_repo.returncode == 1 and "Error: Unable to find a match: docker-ce" in no_repo.stderr
+    assert bad_repo.returncode == 1
+    assert "Failed to download metadata for repo 'docker-ce-stable'" in bad_repo.stderr, bad_repo.stderr
+    assert (fixed.returncode, fixed.stdout) == (0, "docker-ce\n"), fixed.stderr
+    assert (epel.returncode, epel.stdout) == (0, "1\n"), epel.stderr
+    assert dkms.returncode == 0 and dkms.stdout == "docker-ce.repo\n", dkms
+    assert gone.returncode == 1 and "No match for argument: nginx" in gone.stderr
+    assert url.returncode == 1 and "Curl error (22)" in url.stderr

@@ -37,7 +37,7 @@ def test_remote_files_refuse_relative_and_traversal_paths():
 
 def test_command_wrapper_runs_the_exact_script(tmp_path):
     step = render_step("m1", "hosts-file", "hosts-file", entries=[("10.0.0.2", "m1", "m1.example")])
-    assert step.create.startswith("#!/bin/bash\n") and "set -euo pipefail" in step.create
+    assert step.create.startswith("#!/bin/bash\n") and "set -Eeuo pipefail" in step.create
     wrapped = as_command('echo "it\'s $((1+1))"\n')
     out = subprocess.run(["bash", "-c", wrapped], capture_output=True, text=True, check=True)
     assert out.stdout == "it's 2\n"

@@ -43,6 +43,7 @@ from .kvm_seed import (
 GIB = 1024**3
 GRAPHICS_LISTEN = "127.0.0.1"  # SPICE/VNC never listen beyond the host: reach them with ssh -L
 INSTALL_TIMEOUT_S = 3600
+SHUTDOWN_TIMEOUT_S = 120  # ACPI shutdown (the seed's "virsh shutdown") before "virsh destroy"
 
 
 class KvmGuest(pulumi.ComponentResource):
@@ -173,6 +174,7 @@ class KvmGuest(pulumi.ComponentResource):
                     power_state=guest.power_state,
                     installer=guest.uses_installer,
                     install_timeout=INSTALL_TIMEOUT_S,
+                    shutdown_timeout=SHUTDOWN_TIMEOUT_S,
                 ),
                 machine=host.host.name,
                 name=step_name,

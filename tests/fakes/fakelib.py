@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+import catalogue
+
 STATE_DIR = Path("/var/lib/virtfleet-fakes")
 THROWAWAY_MARKER = Path("/run/virtfleet-throwaway-view")
 VENDOR_UNIT_DIR = Path("/usr/lib/systemd/system")
@@ -56,6 +58,7 @@ def run(main: Callable[[str, list[str]], int]) -> NoReturn:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             ensure_minimal_install()
+            injected_failure(prog, sys.argv[1:])
             code = main(prog, sys.argv[1:])
         except Exit as exc:
             sys.stdout.flush()
@@ -64,6 +67,25 @@ def run(main: Callable[[str, list[str]], int]) -> NoReturn:
             code = exc.code
     sys.stdout.flush()
     sys.exit(code)
+
+
+# -- faults a test injects ----------------------------------------------------------------------
+# ``faults.json`` in the state dir (a test uploads it): {"fail": {"PROG WORD": "stderr text"},
+# "fail_start": [units whose start job fails], "die_after_start": [units that start, then die],
+# "ignore_acpi": [libvirt domains that ignore "virsh shutdown"]}.
+
+
+def faults() -> dict:
+    return load("faults", {})
+
+
+def injected_failure(prog: str, argv: list[str]) -> None:
+    """Fail ``PROG WORD`` (WORD: the first argument that is not an option) with the text the test
+    chose and exit status 1, before the fake changes anything: a command that breaks mid-step."""
+    word = next((a for a in argv if not a.startswith("-")), "")
+    message = faults().get("fail", {}).get(f"{prog} {word}".strip())
+    if message is not None:
+        fail(message)
 
 
 def load(name: str, default: Any) -> Any:
@@ -162,6 +184,8 @@ IncludeOptional conf.d/*.conf
 """
 PACKAGE_FILES = {
     "httpd": {"/etc/httpd/conf/httpd.conf": EL_HTTPD_CONF, "/var/www/html/": None, "/var/www/cgi-bin/": None},
+    # Release packages ship the .repo file of the repository they enable (catalogue.py).
+    **{name: dict([catalogue.release_repo_file(name)]) for name in catalogue.RELEASE_PACKAGES},
 }
 
 

@@ -10,6 +10,11 @@ the journal would show), so a test can tell a reload from no reload.
 
 ``reboot`` (and ``poweroff``) reboot the *model*: every runtime state is derived again from the
 persistent configuration, as a boot would, while the view's sshd and its sessions stay up.
+
+A test can make a unit fail (``fakelib.faults``): ``fail_start`` units fail their start job as
+systemd does (exit 1, "Job for U failed because the control process exited with error code."),
+``die_after_start`` units start (exit 0) and are ``failed`` right after, as a Type=simple service
+whose process exits at once.
 """
 
 from __future__ import annotations
@@ -151,6 +156,17 @@ def change_run_state(state: dict, verb: str, units: list[str], *, now: bool, qui
         if verb not in ("start", "stop") or s["active"] != (verb == "start"):
             record_job(state, verb, unit)
         s["active"] = verb != "stop"
+        s.pop("failed", None)
+        injected = fakelib.faults()
+        if verb in ("start", "restart", "reload-or-restart") and unit in injected.get("fail_start", ()):
+            s["active"], s["failed"] = False, True
+            fakelib.save("systemd", state)  # what enable (of enable --now) did stays done
+            fakelib.fail(
+                f"Job for {unit} failed because the control process exited with error code.\n"
+                f'See "systemctl status {unit}" and "journalctl -xe{"" if el7 else "u " + unit}" for details.'
+            )
+        if verb != "stop" and unit in injected.get("die_after_start", ()):
+            s["active"], s["failed"] = False, True  # Type=simple: the start job succeeds, the process exits
     return 0
 
 
@@ -162,8 +178,9 @@ def record_job(state: dict, verb: str, unit: str) -> None:
 
 def is_active(state: dict, verb: str, units: list[str], *, now: bool, quiet: bool, el7: bool) -> int:
     active = [bool(state["units"].get(u, {}).get("active")) for u in units]
+    failed = [bool(state["units"].get(u, {}).get("failed")) for u in units]
     if not quiet:
-        print("\n".join("active" if a else "inactive" for a in active))
+        print("\n".join("active" if a else "failed" if f else "inactive" for a, f in zip(active, failed, strict=True)))
     return 0 if any(active) else 3
 
 

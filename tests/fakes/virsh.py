@@ -6,7 +6,9 @@
 ``define`` is how a test puts a guest in place. State rules are the QEMU driver's
 (qemu_driver.c): suspending a paused guest is a silent success, resuming a running one fails
 ("domain is already running"), shutdown needs a running guest. A shutdown completes at once
-(the guest obeys ACPI instantly). Needs libvirtd/virtqemud active (``systemctl`` fake).
+(the guest obeys ACPI instantly) unless a test lists the domain under ``ignore_acpi`` in
+``fakelib.faults``: then ``shutdown`` reports success and the guest keeps running, as a guest
+without an ACPI daemon does. Needs libvirtd/virtqemud active (``systemctl`` fake).
 """
 
 from __future__ import annotations
@@ -128,6 +130,9 @@ def domain_command(state: dict, domains: dict, command: str, name: str, options:
     elif command in ("shutdown", "destroy"):
         if not (running or (paused and command == "destroy")):
             refuse(command, name, "domain is not running")
+        if command == "shutdown" and name in fakelib.faults().get("ignore_acpi", ()):
+            said(name, "is being shutdown")  # the ACPI event is sent; the guest keeps running
+            return 0
         dom["state"], dom["id"], dom["reason"] = "shut off", None, command + ("" if command == "shutdown" else "ed")
         said(name, "is being shutdown" if command == "shutdown" else "destroyed")
         if not dom["persistent"]:

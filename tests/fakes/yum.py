@@ -3,8 +3,10 @@
 
 Subcommands: install, remove/erase, list [installed|available|all], makecache, clean,
 groupinstall / group(s) install, localinstall, update/upgrade, config-manager (dnf only).
-Every package is "available" except names starting with ``does-not-exist``; installs are
-recorded in the fake rpm database that ``rpm`` reads.
+A package installs only from an enabled repository that provides it (``catalogue.py``: the
+distribution's repositories plus the .repo files in /etc/yum.repos.d); an unknown package fails
+as dnf/yum do, and so does every command that loads metadata while a configured repository is
+unknown to the catalogue. Installs are recorded in the fake rpm database that ``rpm`` reads.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import re
 import sys
 from pathlib import Path
 
+import catalogue
 import fakelib
 from dnf_config_manager import config_manager
 
@@ -146,11 +149,23 @@ def install(dnf: bool, specs: list[str], yes: bool) -> int:
     if not specs:
         fakelib.fail("Error: Need to pass a list of pkgs to install")
     db = fakelib.load("rpmdb", {})
-    wanted, missing = {}, []
+    repos = load_repos(dnf)
+    wanted, missing, origin = {}, [], {}
     for spec in specs:
         local = spec.endswith(".rpm") and "://" not in spec
         name, version, release = split_spec(spec)
-        if name.startswith("does-not-exist") or (local and not Path(spec).exists()):
+        if "://" in spec and spec not in catalogue.RPM_URLS:
+            fakelib.fail(
+                f"Curl error (22): HTTP response code said error for {spec} [The requested URL returned error: 404]\n"
+                "Error: Failed to download packages"
+                if dnf
+                else f"Cannot open: {spec}. Skipping.\nError: Nothing to do"
+            )
+        if local or "://" in spec:
+            origin[name] = "@commandline" if dnf else "/" + spec.rsplit("/", 1)[-1]
+        else:
+            origin[name] = next((r for r, packages in repos.items() if name in packages), None)
+        if (local and not Path(spec).exists()) or origin[name] is None:
             missing.append(spec)
         elif name in db["packages"]:
             nevra = fakelib.nevra(name, db["packages"][name])
@@ -170,7 +185,7 @@ def install(dnf: bool, specs: list[str], yes: bool) -> int:
     print("Dependencies resolved." if dnf else "Resolving Dependencies\n--> Finished Dependency Resolution")
     print("\nInstalling:")
     for name, rec in wanted.items():
-        print(f" {name:<28} {rec['arch']:<8} {rec['version']}-{rec['release']:<24} {'appstream' if dnf else 'base'}")
+        print(f" {name:<28} {rec['arch']:<8} {rec['version']}-{rec['release']:<24} {origin[name]}")
     print(f"\nTransaction Summary\nInstall  {len(wanted)} Package{'s' if len(wanted) > 1 else ''}\n")
     confirm(dnf, yes)
     for name, rec in wanted.items():
@@ -185,6 +200,27 @@ def install(dnf: bool, specs: list[str], yes: bool) -> int:
     return 0
 
 
+def load_repos(dnf: bool) -> dict[str, set[str]]:
+    """The enabled repositories and their packages; a repository the catalogue does not know fails
+    as an unreachable one does (yum 3: "Cannot retrieve repository metadata", dnf 4: "Failed to
+    download metadata")."""
+    try:
+        return catalogue.enabled_repos(fakelib.dist())
+    except catalogue.RepoError as exc:
+        if dnf:
+            fakelib.fail(
+                f"Errors during downloading metadata for repository '{exc.repo_id}':\n"
+                f"  - Curl error (6): Couldn't resolve host name for {exc.source}/repodata/repomd.xml\n"
+                f"Error: Failed to download metadata for repo '{exc.repo_id}': Cannot download repomd.xml: "
+                "Cannot download repodata/repomd.xml: All mirrors were tried"
+            )
+        fakelib.fail(
+            f"\n\n One of the configured repositories failed ({exc.repo_id}),\n and yum doesn't have enough "
+            f"cached data to continue.\n\nfailure: repodata/repomd.xml from {exc.repo_id}: [Errno 256] No more "
+            f"mirrors to try.\n{exc.source}/repodata/repomd.xml: [Errno 14] HTTP Error 404 - Not Found"
+        )
+
+
 def nothing_to_do(dnf: bool, *, error: bool = False) -> int:
     if dnf:
         print("Dependencies resolved.\nNothing to do.\nComplete!")
@@ -196,6 +232,7 @@ def nothing_to_do(dnf: bool, *, error: bool = False) -> int:
 
 
 def update(dnf: bool, specs: list[str], yes: bool) -> int:
+    load_repos(dnf)
     db = fakelib.load("rpmdb", {})
     for spec in specs:
         if split_spec(spec)[0] not in db["packages"]:
@@ -238,11 +275,9 @@ def list_packages(dnf: bool, args: list[str], yes: bool) -> int:
     patterns = args[1:] if args and args[0] == scope else args
     db = fakelib.load("rpmdb", {})
     shown = [n for n in sorted(db["packages"]) if not patterns or any(fnmatch.fnmatchcase(n, p) for p in patterns)]
-    available = [
-        p
-        for p in patterns
-        if "*" not in p and not p.startswith("does-not-exist") and split_spec(p)[0] not in db["packages"]
-    ]
+    repos = load_repos(dnf)
+    known = set().union(*repos.values())
+    available = [p for p in patterns if "*" not in p and p in known and split_spec(p)[0] not in db["packages"]]
     rows_installed = shown if scope in ("installed", "all") else []
     rows_available = available if scope in ("available", "all") else []
     if not rows_installed and not rows_available:
@@ -261,6 +296,7 @@ def list_packages(dnf: bool, args: list[str], yes: bool) -> int:
 
 
 def makecache(dnf: bool, args: list[str], yes: bool) -> int:
+    load_repos(dnf)
     print("Metadata cache created." if dnf else "Metadata Cache Created")
     return 0
 
