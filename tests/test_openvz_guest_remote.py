@@ -17,6 +17,7 @@ import json
 from functools import cache
 
 import pytest
+from support.el_repos import role_repos_command
 from support.sshd import LoopbackSshd
 from support.step_run import RecordedStep, create, ok, run
 from support.tools import require_root, require_tool
@@ -74,6 +75,7 @@ def container(sshd: LoopbackSshd) -> dict:
 def openvz_host(sshd: LoopbackSshd) -> None:
     """A prepared ovz1: EL7, vzctl installed and vz running (what its role and boot steps leave)."""
     sshd.upload("CentOS Linux release 7.9.2009 (Core)\n", "/etc/redhat-release")
+    ok(sshd, role_repos_command("openvz", "el7"))
     ok(sshd, "yum -y install vzctl >/dev/null && systemctl enable --now vz >/dev/null 2>&1")
 
 

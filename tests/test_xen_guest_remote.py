@@ -22,6 +22,7 @@ import subprocess
 import threading
 
 import pytest
+from support.el_repos import role_repos_command
 from support.sshd import LoopbackSshd
 from support.step_run import RecordedStep, Result, create, ok, run
 from support.tools import require_root, require_tool
@@ -103,6 +104,7 @@ def _program(changes_json: str) -> dict[str, Step]:
 def xen_host(sshd: LoopbackSshd) -> None:
     """A prepared xen1: EL7, xen-runtime installed and xencommons running (its role and boot steps)."""
     sshd.upload("CentOS Linux release 7.9.2009 (Core)\n", "/etc/redhat-release")
+    ok(sshd, role_repos_command("xen", "el7"))
     ok(sshd, "yum -y install xen-runtime >/dev/null && systemctl enable --now xencommons >/dev/null 2>&1")
 
 

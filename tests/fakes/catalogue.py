@@ -57,7 +57,7 @@ ADDED_REPOS = {
     ),
     "virtuozzo-os": (
         "https://download.openvz.org/virtuozzo/releases/7.0/x86_64/os/",
-        {"vzkernel", "prlctl", "prl-disp-service", "vzctl", "ploop"},
+        {"vzkernel", "prlctl", "prl-disp-service", "vzctl", "vzpkg", "ploop"},
     ),
 }
 # Release packages: the .repo file each one ships (rpm payload), enabling one ADDED_REPOS entry.
