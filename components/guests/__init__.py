@@ -10,6 +10,7 @@ from .context import GuestContext
 from .docker import DockerGuest
 from .kvm import KvmGuest
 from .openvz import OpenvzGuest
+from .virtualbox import VirtualboxGuest
 
 # type key (as in the model's GUEST_TYPES) -> component class. A type missing here is declared
 # in the model but not deployable yet: the program warns and the plan lists it as pending.
@@ -17,6 +18,7 @@ GUEST_COMPONENTS: dict[str, type] = {
     "kvm": KvmGuest,
     "docker": DockerGuest,
     "openvz": OpenvzGuest,
+    "virtualbox": VirtualboxGuest,
 }
 
-__all__ = ["GUEST_COMPONENTS", "DockerGuest", "GuestContext", "KvmGuest", "OpenvzGuest"]
+__all__ = ["GUEST_COMPONENTS", "DockerGuest", "GuestContext", "KvmGuest", "OpenvzGuest", "VirtualboxGuest"]

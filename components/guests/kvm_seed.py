@@ -109,8 +109,19 @@ def render_network_config(guest: KvmGuest, bridge: Bridge, fleet: Fleet) -> str:
 
 
 def render_kickstart(
-    guest: KvmGuest, fleet: Fleet, bridge: Bridge, family: OsFamily, root_hash: str, login_keys: tuple[str, ...] = ()
+    guest: KvmGuest,
+    fleet: Fleet,
+    bridge: Bridge,
+    family: OsFamily,
+    root_hash: str,
+    login_keys: tuple[str, ...] = (),
+    *,
+    nic: str = NIC,
+    disk: str = "vda",
+    additions: bool = False,
 ) -> str:
+    """The guest's kickstart. KVM's defaults; a VirtualBox guest names its NIC by MAC, its SATA disk
+    ``sda`` and asks for the Guest Additions (``additions``)."""
     net = addressing(guest, bridge)
     web = first_boot(guest, fleet)
     return render(
@@ -119,7 +130,9 @@ def render_kickstart(
         family=family,
         location=str(guest.install.location),
         timezone=guest.install.timezone,
-        nic=NIC,
+        nic=nic,
+        disk=disk,
+        additions=additions,
         ip=net.ip,
         netmask=str(net.interface.netmask),
         gateway=net.gateway,
