@@ -27,8 +27,8 @@ import re
 import pulumi
 
 from ..model import Fleet
-from ..model.guests import Installer
 from ..model import VirtualboxGuest as VirtualboxGuestModel
+from ..model.guests import Installer
 from ..osfamily import os_family
 from ..remote_step import RemoteStep
 from ..steps import RemoteFile, RenderedStep, render_step
@@ -205,4 +205,3 @@ class VirtualboxGuest(pulumi.ComponentResource):
             "state": self.state,
         }  # fmt: skip
         self.register_outputs(self.readback_outputs)
-
