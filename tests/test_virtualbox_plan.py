@@ -64,7 +64,7 @@ def test_prod_virtualbox_web_server_gets_its_component_and_steps():
         "VBoxManage createvm --name \"$vf_vm\" --ostype RedHat_64 --basefolder \"$vf_base\" --register",
         "--nic1 bridged --bridgeadapter1 brid0 --macaddress1 " + vm_mac(guest).replace(":", "").upper(),
         "--vrde off", "--autostart-enabled on", "--audio-enabled off", "--usb-ohci off",
-        "VBoxManage unattended install", "--install-additions", f"--script-template=\"$vf_kickstart\"",
+        "VBoxManage unattended install", "--install-additions", "--script-template=\"$vf_kickstart\"",
         "VBoxManage startvm \"$vf_vm\" --type headless",
     ):  # fmt: skip
         assert piece in create, piece
