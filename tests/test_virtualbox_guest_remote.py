@@ -28,8 +28,10 @@ from support.tools import require_root, require_tool
 
 import plan.mocks
 from components.guests.remote_guest import readback
-from components.guests.virtualbox import KICKSTART_FILE, RETAINED_DIR, VM_BASE, vm_mac
+from components.guests.virtualbox import KICKSTART_FILE, RETAINED_DIR, VM_BASE, render_vm_step, vm_mac
 from components.hosts.host_steps import virtualbox_autostart_step
+from components.model import load_fleet
+from components.steps import as_command
 from plan.run import StackConfig, load_stack, run_program
 
 pytestmark = pytest.mark.real
@@ -46,7 +48,7 @@ class _Files(http.server.BaseHTTPRequestHandler):
     files = {"/el9/images/boot.iso": BOOT_ISO, "/disks/c7.vdi": DISK_IMAGE}
     requests: list[str] = []
 
-    def do_GET(self):  # noqa: N802 (http.server's name)
+    def do_GET(self):
         type(self).requests.append(self.path)
         body = self.files.get(self.path)
         self.send_response(200 if body is not None else 404)
@@ -86,10 +88,28 @@ class Step:
 
 def program(server: str, **changes) -> dict[str, Step]:
     """prod with centos7vm1 installed from the test's tree (or ``image``) and ``changes``: its steps
-    and the host's autostart step, by short name."""
+    and the host's autostart step, by short name. The base stack's steps are what the program
+    records; a variant's VM step is rendered by the same pure function, which
+    ``test_variant_steps_are_the_programs`` ties to the program (a program run costs seconds)."""
     if "image" not in changes:
         changes = {"install": {"location": f"{server}/el9/"}, **changes}
-    return _program(json.dumps(changes, sort_keys=True))
+    base = _program(json.dumps({"install": changes["install"]} if "install" in changes else {}, sort_keys=True))
+    if set(changes) == {"install"}:
+        return base
+    steps = {"vm": vm_step(changes)}
+    if "image" not in changes:
+        steps["kickstart"] = base["kickstart"]
+    return {**steps, "autostart": base["autostart"]}
+
+
+def vm_step(changes: dict) -> Step:
+    config, _ = load_stack("prod")
+    values = copy.deepcopy(config.values)
+    next(g for g in values["guests"] if g["name"] == GUEST).update(changes)
+    fleet = load_fleet(values, set(config.secret_keys))
+    lifecycle = render_vm_step(fleet.guest(GUEST), fleet)
+    step = lifecycle.step
+    return Step(step.name, as_command(step.create), as_command(step.delete), None, [lifecycle.replace_key])
 
 
 @cache
@@ -99,12 +119,24 @@ def _program(changes_json: str) -> dict[str, Step]:
     next(g for g in values["guests"] if g["name"] == GUEST).update(json.loads(changes_json))
     rec = run_program(StackConfig(config.name, values, set(config.secret_keys), list(config.placeholders)))
     steps = {}
-    for short, name in (("vm", f"{GUEST}-vm"), ("kickstart", f"{GUEST}-kickstart"), ("autostart", "virtualbox-autostart")):
+    for short, name in (
+        ("vm", f"{GUEST}-vm"),
+        ("kickstart", f"{GUEST}-kickstart"),
+        ("autostart", "virtualbox-autostart"),
+    ):
         matches = [c for c in rec.of_type("command:remote:Command") if c.name == f"{HOST}-{name}"]
         if matches:
             c = matches[0]
-            steps[short] = Step(name, c.inputs["create"], c.inputs["delete"], c.inputs.get("stdin"), c.inputs["triggers"])
+            steps[short] = Step(
+                name, c.inputs["create"], c.inputs["delete"], c.inputs.get("stdin"), c.inputs["triggers"]
+            )
     return steps
+
+
+def test_variant_steps_are_the_programs(server):
+    """The pure rendering the variants use is, byte for byte, what the program records."""
+    recorded = _program(json.dumps({"install": {"location": f"{server}/el9/"}, "memoryMiB": 2048}, sort_keys=True))
+    assert program(server, memoryMiB=2048)["vm"] == recorded["vm"]
 
 
 def ok(sshd: LoopbackSshd, command: str) -> str:
@@ -161,7 +193,9 @@ def test_vm_create_installs_converges_and_reads_back_what_the_host_holds(server)
     steps = program(server)
     with LoopbackSshd() as sshd:
         vbox_host(sshd, steps)
-        assert "Autostart Database Path:         /etc/vbox/autostart.d\n" in ok(sshd, "VBoxManage list systemproperties")
+        assert "Autostart Database Path:         /etc/vbox/autostart.d\n" in ok(
+            sshd, "VBoxManage list systemproperties"
+        )
         assert ok(sshd, "stat -c %a:%G /etc/vbox/autostart.d") == "1770:vboxusers\n"
         assert "VBOXAUTOSTART_DB=/etc/vbox/autostart.d\n" in ok(sshd, "cat /etc/default/virtualbox")
         first = up(sshd, steps)
@@ -171,7 +205,13 @@ def test_vm_create_installs_converges_and_reads_back_what_the_host_holds(server)
         assert (vm["state"], vm["memory"], vm["cpus"], vm["firmware"]) == ("running", 1024, 2, "BIOS")
         assert (vm["nic1"], vm["bridgeadapter1"]) == ("bridged", "brid0")
         assert vm["macaddress1"] == vm_mac_hex()
-        assert (vm["audio"], vm["usb_ohci"], vm["usb_ehci"], vm["usb_xhci"], vm["vrde"]) == ("none", "off", "off", "off", "off")
+        assert (vm["audio"], vm["usb_ohci"], vm["usb_ehci"], vm["usb_xhci"], vm["vrde"]) == (
+            "none",
+            "off",
+            "off",
+            "off",
+            "off",
+        )
         assert vm["autostart"] == "on" and vm["autostartdb"] == "/etc/vbox/autostart.d"
         assert ok(sshd, "cat /etc/vbox/autostart.d/root.start") == "1\n"
         assert vm["attachments"]["SATA-0-0"] == {"type": "hdd", "medium": DISK}
@@ -188,7 +228,8 @@ def test_vm_create_installs_converges_and_reads_back_what_the_host_holds(server)
             "mac": vm_mac(fleet_guest()), "memoryMiB": 1024, "cpus": 2, "ostype": "Red Hat (64-bit)",
             "firmware": "BIOS", "bridge": "brid0", "vrde": False, "autostart": True,
         }  # fmt: skip
-        snapshot = f"sha256sum {STATE}/vbox.json {KICKSTART}; find {VM_BASE} /var/lib/virtfleet/virtualbox -printf '%p %m %s\\n' | sort"
+        files = f"find {VM_BASE} /var/lib/virtfleet/virtualbox -printf '%p %m %s\\n' | sort"
+        snapshot = f"sha256sum {STATE}/vbox.json {KICKSTART}; {files}"
         before = ok(sshd, snapshot)
         second = up(sshd, steps, "unchanged")
         assert not second.changes, str(second)
@@ -235,7 +276,7 @@ def test_memory_change_needs_allow_restart(server):
         vbox_host(sshd, base)
         up(sshd, base)
         failed = create(sshd, refused["vm"], code=1)
-        assert "allowRestart: true" in failed.err and f"modifyvm --memory 2048" in failed.err, str(failed)
+        assert "allowRestart: true" in failed.err and "modifyvm --memory 2048" in failed.err, str(failed)
         vm = vms(sshd)[GUEST]
         assert (vm["state"], vm["memory"]) == ("running", 1024)
         changed = create(sshd, allowed["vm"])
@@ -253,7 +294,9 @@ def test_memory_change_needs_allow_restart(server):
                  f"[v.update(acpi_ignored=True) for v in s['vms'].values()]; json.dump(s, open(p, 'w'))\"")  # fmt: skip
         hung = program(server, memoryMiB=1536, allowRestart=True, shutdownTimeoutSeconds=2)
         result = create(sshd, hung["vm"])
-        assert f"changed: VM {GUEST} did not shut down within 2 s of the ACPI power button: powered off" in result.changes
+        assert (
+            f"changed: VM {GUEST} did not shut down within 2 s of the ACPI power button: powered off" in result.changes
+        )
         assert (vms(sshd)[GUEST]["memory"], vms(sshd)[GUEST]["state"]) == (1536, "running")
 
 

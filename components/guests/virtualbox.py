@@ -72,9 +72,10 @@ def media_path(url: str) -> str:
 
 
 def vm_replace_fields(guest: VirtualboxGuestModel, fleet: Fleet) -> dict:
-    """What needs a new VM: everything ``modifyvm``/the disk set up except memory and CPUs."""
+    """What needs a new VM: everything ``modifyvm``/the disk set up except memory and CPUs, and on
+    the installer path what the installation baked in (address, OS family, packages, time zone)."""
     installer = installer_of(guest)
-    return {
+    fields = {
         "ostype": guest.os_type,
         "firmware": guest.firmware,
         "bridge": guest.network.bridge,
@@ -84,6 +85,14 @@ def vm_replace_fields(guest: VirtualboxGuestModel, fleet: Fleet) -> dict:
         "diskGiB": guest.disk_gib,
         "source": str(guest.image) if installer is None else str(installer.location),
     }
+    if installer is not None:
+        fields.update(
+            ip=str(guest.network.ip),
+            osFamily=guest.os_family,
+            packages=" ".join(installer.packages),
+            timezone=installer.timezone,
+        )
+    return fields
 
 
 def render_vm_step(guest: VirtualboxGuestModel, fleet: Fleet) -> GuestLifecycle:
