@@ -13,7 +13,7 @@ import copy
 import subprocess
 
 import pytest
-from conftest import recording
+from conftest import guest_variant, recording
 from support.tools import require_tool
 
 from components.guests.openvz import render_container_step, render_root_password_step
@@ -21,17 +21,13 @@ from components.guests.remote_guest import readback, replace_key
 from components.model import load_fleet
 from components.steps import STDIN_RUNNER
 from plan.mocks import placeholder
-from plan.run import StackConfig, load_stack, run_program
 
 COMMAND = "command:remote:Command"
 GUEST, HOST = "webserver3", "ovz1"
 
 
 def program(**changes):
-    config, _ = load_stack("prod")
-    values = copy.deepcopy(config.values)
-    next(g for g in values["guests"] if g["name"] == GUEST).update(changes)
-    return run_program(StackConfig("prod", values, set(config.secret_keys), list(config.placeholders)))
+    return guest_variant("prod", GUEST, **changes)
 
 
 def container_command(rec):

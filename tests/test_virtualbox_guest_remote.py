@@ -151,10 +151,9 @@ def vms(sshd: LoopbackSshd) -> dict:
 
 def vbox_host(sshd: LoopbackSshd, steps: dict[str, Step]) -> None:
     """A prepared vbox1: EL9, VirtualBox installed and vboxdrv running (what its role step leaves,
-    the package's vboxusers group with it), then its autostart step run for real."""
+    the package's %pre adds the vboxusers group), then its autostart step run for real."""
     sshd.upload("AlmaLinux release 9.3 (Shamrock Pampas Cat)\n", "/etc/redhat-release")
     ok(sshd, "dnf -y install VirtualBox-7.0 >/dev/null && systemctl enable --now vboxdrv >/dev/null 2>&1")
-    ok(sshd, "getent group vboxusers >/dev/null || groupadd -r vboxusers")
     if "autostart" in steps:
         _, fleet = load_stack("prod")
         rendered = virtualbox_autostart_step(fleet.host(HOST), fleet)

@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import STACKS, recording
+from conftest import STACKS, guest_variant, recording
 from support.tools import require_tool
 
 from components.guests.remote_guest import replace_key
@@ -40,10 +40,7 @@ KSVALIDATOR = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "ksvali
 
 
 def program(**changes):
-    config, _ = load_stack("prod")
-    values = copy.deepcopy(config.values)
-    next(g for g in values["guests"] if g["name"] == GUEST).update(changes)
-    return run_program(StackConfig("prod", values, set(config.secret_keys), list(config.placeholders)))
+    return guest_variant("prod", GUEST, **changes)
 
 
 def vm_command(rec):
