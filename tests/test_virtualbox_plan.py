@@ -320,3 +320,18 @@ def test_machinereadable_parser_matches_whole_keys_only():
     info = 'storagecontrollername0="SATA"\nGuestMemoryBalloon=0\nname="vm"\nmemory=512\nname="later"\n'
     assert vf_mr(info, "name", "memory", "storagecontrollername0") == [(0, "vm"), (0, "512"), (0, "SATA")]
     assert vf_mr("", "name") == [(1, "")]
+
+
+def test_a_stack_of_virtualbox_guests_alone_gets_a_root_password(prod_values):
+    """The kickstart needs rootPassword: a stack whose only installer guest is a VirtualBox VM still
+    gets one (generated), so its kickstart step exists; a VM cloned from an image needs none."""
+    from components.secrets import load_secrets
+
+    values = copy.deepcopy(prod_values)
+    values["guests"] = [g for g in values["guests"] if g["name"] in (GUEST, "haproxy")]
+    values.pop("loadBalancer")
+    fleet = load_fleet(values, {"sshPrivateKey"})
+    assert load_secrets(fleet).root_password is not None
+    only_image = copy.deepcopy(values)
+    next(g for g in only_image["guests"] if g["name"] == GUEST)["image"] = "http://images.example/c7.vdi"
+    assert load_secrets(load_fleet(only_image, {"sshPrivateKey"})).root_password is None

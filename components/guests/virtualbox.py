@@ -181,8 +181,8 @@ class VirtualboxGuest(pulumi.ComponentResource):
         if "virtualbox" not in host.host.roles:
             raise ValueError(f"guest {guest.name}: host {host.host.name} has no virtualbox role")
         depends: list[pulumi.Resource] = list(host.ready)
-        password = context.secrets.root_password
-        if installer_of(guest) is not None and password is not None:
+        password = context.secrets.root_password  # load_secrets makes one for every installer VM
+        if installer_of(guest) is not None:
             login_key = context.secrets.login_public_key
             keys = login_key.apply(lambda k: (k,)) if login_key is not None else pulumi.Output.from_input(())
             kickstart = RemoteStep(
