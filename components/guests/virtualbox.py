@@ -118,7 +118,6 @@ def render_vm_step(guest: VirtualboxGuestModel, fleet: Fleet) -> GuestLifecycle:
         installer=installer is not None,
         source_url=source,
         source_path=media_path(source),
-        disk_format="VMDK" if source.lower().endswith(".vmdk") else "VDI",
         kickstart=KICKSTART_FILE.format(name=guest.name),
         fqdn=f"{guest.name}.{fleet.domain}",
         timezone=installer.timezone if installer else "UTC",
