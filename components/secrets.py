@@ -9,7 +9,7 @@ import pulumi_random as random
 import pulumi_tls as tls
 
 from .connection import SshCredentials
-from .model import Fleet, KvmGuest, OpenvzGuest
+from .model import Fleet, KvmGuest, OpenvzGuest, VirtualboxGuest
 from .stack_config import secret_config
 
 
@@ -41,7 +41,12 @@ def public_key_of(private_key: pulumi.Output[str]) -> pulumi.Output[str]:
 def load_secrets(fleet: Fleet) -> Secrets:
     lb = fleet.load_balancer
     private_key = None if fleet.ssh.use_agent else secret_config("sshPrivateKey")
-    needs_root = any((isinstance(g, KvmGuest) and g.uses_installer) or isinstance(g, OpenvzGuest) for g in fleet.guests)
+    needs_root = any(
+        (isinstance(g, KvmGuest) and g.uses_installer)
+        or isinstance(g, OpenvzGuest)
+        or (isinstance(g, VirtualboxGuest) and g.image is None)  # its kickstart's rootpw
+        for g in fleet.guests
+    )
     return Secrets(
         # With ssh.useAgent, pulumi-command (and ssh for libvirt/docker) use $SSH_AUTH_SOCK.
         ssh=SshCredentials(private_key=private_key),

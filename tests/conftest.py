@@ -8,7 +8,7 @@ from functools import cache
 import pytest
 import yaml
 
-from plan.run import ROOT, load_stack, run_program
+from plan.run import ROOT, StackConfig, load_stack, run_program
 
 STACKS = ("dev", "staging", "prod")
 
@@ -29,6 +29,15 @@ def recording(stack: str):
     """(fleet, Recording) of a committed stack under the recording mocks, run once per test session."""
     config, fleet = load_stack(stack)
     return fleet, run_program(config)
+
+
+def guest_variant(stack: str, guest: str, **changes):
+    """The Recording of a committed stack with one guest's config changed (``changes`` in config
+    keys): what ``pulumi up`` would run after that edit."""
+    config, _ = load_stack(stack)
+    values = copy.deepcopy(config.values)
+    next(g for g in values["guests"] if g["name"] == guest).update(changes)
+    return run_program(StackConfig(stack, values, set(config.secret_keys), list(config.placeholders)))
 
 
 @pytest.fixture(params=STACKS)

@@ -30,12 +30,15 @@ def _host_steps(rec, host: str) -> dict[str, object]:
     }
 
 
-def expected_steps(host) -> set[str]:
+def expected_steps(host, fleet) -> set[str]:
     steps = {"preflight", "selinux", "hostname", "hosts-file"}
     steps |= {"sysctl"} if host_sysctls(host.roles, host.os_family) else set()
     steps |= {"firewall"} if host.firewall else set()
     steps |= {f"bridge-{b.name}" for b in host.bridges} | {f"role-{r}" for r in host.roles}
     steps |= {f"boot-{r}" for r in host.roles if role_setup(r, host.os_family).kernel}
+    # the virtualbox role's autostart part, where a VM of the host starts with it
+    if any(g.type == "virtualbox" and g.autostart for g in fleet.guests_on(host.name)):
+        steps.add("virtualbox-autostart")
     return steps
 
 
@@ -43,7 +46,7 @@ def test_each_host_has_exactly_the_steps_its_roles_need(recorded):
     fleet, rec = recorded
     assert sorted(r.name for r in rec.of_type(HOST)) == sorted(h.name for h in fleet.hosts)
     for host in fleet.hosts:
-        assert set(_host_steps(rec, host.name)) == expected_steps(host), host.name
+        assert set(_host_steps(rec, host.name)) == expected_steps(host, fleet), host.name
 
 
 def test_role_steps_follow_the_table():

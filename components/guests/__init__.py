@@ -10,6 +10,7 @@ from .context import GuestContext
 from .docker import DockerGuest
 from .kvm import KvmGuest
 from .openvz import OpenvzGuest
+from .virtualbox import VirtualboxGuest
 from .xen import XenGuest
 
 # type key (as in the model's GUEST_TYPES) -> component class. A type missing here is declared
@@ -18,7 +19,8 @@ GUEST_COMPONENTS: dict[str, type] = {
     "kvm": KvmGuest,
     "docker": DockerGuest,
     "openvz": OpenvzGuest,
+    "virtualbox": VirtualboxGuest,
     "xen": XenGuest,
 }
 
-__all__ = ["GUEST_COMPONENTS", "DockerGuest", "GuestContext", "KvmGuest", "OpenvzGuest", "XenGuest"]
+__all__ = ["GUEST_COMPONENTS", "DockerGuest", "GuestContext", "KvmGuest", "OpenvzGuest", "VirtualboxGuest", "XenGuest"]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Interface
 
 from ..haproxy_web import first_boot
-from ..model import Fleet, KvmGuest, XenGuest
+from ..model import Fleet, KvmGuest, VirtualboxGuest, XenGuest
 from ..model.hosts import Bridge
 from ..osfamily import OsFamily
 from ..render import render
@@ -112,13 +112,19 @@ def render_network_config(guest: KvmGuest | XenGuest, bridge: Bridge, fleet: Fle
 
 
 def render_kickstart(
-    guest: KvmGuest | XenGuest,
+    guest: KvmGuest | XenGuest | VirtualboxGuest,
     fleet: Fleet,
     bridge: Bridge,
     family: OsFamily,
     root_hash: str,
     login_keys: tuple[str, ...] = (),
+    *,
+    nic: str = NIC,
+    disk: str = "vda",
+    additions: bool = False,
 ) -> str:
+    """The guest's kickstart. KVM's defaults; a VirtualBox guest names its NIC by MAC, its SATA disk
+    ``sda`` and asks for the Guest Additions (``additions``)."""
     net = addressing(guest, bridge)
     web = first_boot(guest, fleet)
     return render(
@@ -127,7 +133,9 @@ def render_kickstart(
         family=family,
         location=str(guest.install.location),
         timezone=guest.install.timezone,
-        nic=NIC,
+        nic=nic,
+        disk=disk,
+        additions=additions,
         ip=net.ip,
         netmask=str(net.interface.netmask),
         gateway=net.gateway,

@@ -8,11 +8,18 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
-from ..model import Bridge, DockerGuest, Fleet, Host
+from ..model import Bridge, DockerGuest, Fleet, Host, Role, VirtualboxGuest
 from ..osfamily import os_family
 from ..steps import RemoteFile, RenderedStep, render_step
 from .bridge_files import PERSISTENCE
-from .roles import host_sysctls, role_setup
+from .roles import (
+    VBOX_AUTOSTART_CONFIG,
+    VBOX_AUTOSTART_DB,
+    VBOX_AUTOSTART_SERVICE,
+    VBOX_DEFAULTS,
+    host_sysctls,
+    role_setup,
+)
 
 SYSCTL_CONF = "/etc/sysctl.d/90-virtfleet.conf"
 PACKAGE_RECORDS = "/var/lib/virtfleet/installed"
@@ -88,6 +95,28 @@ def role_step(host: Host, role) -> RenderedStep:
     )  # fmt: skip
 
 
+def virtualbox_autostart_step(host: Host, fleet: Fleet) -> RenderedStep | None:
+    """The virtualbox role's autostart part, when a VM on ``host`` has autostart: autostart.cfg
+    allowing the SSH user (who owns the VMs), VBOXAUTOSTART_DB/CONFIG, the database directory,
+    ``VBoxManage setproperty autostartdbpath`` and vboxautostart-service enabled."""
+    if Role.VIRTUALBOX not in host.roles or not any(
+        isinstance(g, VirtualboxGuest) and g.autostart for g in fleet.guests_on(host.name)
+    ):
+        return None
+    user = fleet.ssh.user
+    config = (
+        "# virtfleet: VMs of these users with modifyvm --autostart-enabled on start with the host\n"
+        f"default_policy = deny\n{user} = {{\n    allow = true\n    startup_delay = 0\n}}\n"
+    )
+    return render_step(
+        host.name, "virtualbox-autostart", "virtualbox-autostart", lock=True,
+        files=(RemoteFile(VBOX_AUTOSTART_CONFIG, config),),
+        defaults=VBOX_DEFAULTS, config=VBOX_AUTOSTART_CONFIG, db=VBOX_AUTOSTART_DB,
+        service=VBOX_AUTOSTART_SERVICE,
+        config_lines=[("VBOXAUTOSTART_DB", VBOX_AUTOSTART_DB), ("VBOXAUTOSTART_CONFIG", VBOX_AUTOSTART_CONFIG)],
+    )  # fmt: skip
+
+
 def _spec(package: str) -> str:
     """NAME=SOURCE for the role template: rpm checks NAME, the package manager installs SOURCE."""
     return package if "=" in package else f"{package}={package}"
@@ -126,6 +155,9 @@ def host_steps(host: Host, fleet: Fleet) -> list[RenderedStep]:
         )
     steps += [bridge_step(host, b) for b in host.bridges]
     steps += [role_step(host, role) for role in host.roles]
+    autostart = virtualbox_autostart_step(host, fleet)
+    if autostart is not None:
+        steps.append(autostart)
     for role, setup in setups.items():
         if setup.kernel is not None:
             steps.append(render_step(

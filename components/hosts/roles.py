@@ -30,6 +30,14 @@ repo_gpgcheck=1
 gpgkey=https://www.virtualbox.org/download/oracle_vbox_2016.asc
 """
 
+# VirtualBox's autostart service (vboxautostart-service, shipped with the VirtualBox package) starts
+# the VMs whose owners autostart.cfg allows and that have modifyvm --autostart-enabled on; it reads
+# these two keys from /etc/default/virtualbox. Set up when a VM on the host has autostart.
+VBOX_DEFAULTS = "/etc/default/virtualbox"
+VBOX_AUTOSTART_CONFIG = "/etc/vbox/autostart.cfg"
+VBOX_AUTOSTART_DB = "/etc/vbox/autostart.d"
+VBOX_AUTOSTART_SERVICE = "vboxautostart-service"
+
 # The seed's OpenVZ hardware-node set. kernel.sysrq is left out on purpose: it is a console
 # convenience, not something containers need, and (unlike these keys) it is not per network
 # namespace, so it is not ours to change on a shared host.

@@ -219,8 +219,37 @@ class VirtualboxGuest(Guest):
     os_type: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]+$")] = Field(
         "RedHat_64", description="VBoxManage --ostype"
     )
-    image: PlainUrl | None = Field(None, description="VDI/VMDK disk to clone; default: empty disk + installer")
-    vrde: bool = Field(False, description="remote display on 127.0.0.1 only")
+    image: PlainUrl | None = Field(
+        None,
+        description="VDI/VMDK disk image (URL ending .vdi or .vmdk), downloaded once per host and cloned; "
+        "default: an empty disk and VBoxManage unattended install",
+    )
+    install: Installer | None = Field(
+        None, description="unattended install from an install tree (its images/boot.iso); default: the os family's"
+    )
+    vrde: bool = Field(False, description="remote display (VRDE) on 127.0.0.1 only")
+    firmware: Literal["bios", "efi"] = Field("bios", description="VBoxManage modifyvm --firmware")
+    allow_restart: bool = Field(
+        False, description="a memoryMiB/vcpus change may power the VM off (ACPI, then poweroff) and start it again"
+    )
+    shutdown_timeout_seconds: int = Field(
+        120, ge=0, le=3600, description="wait this long after the ACPI power button before a hard poweroff"
+    )
+    protect: bool = Field(False, description="Pulumi refuses to delete the VM")
+    retain_disk: bool = Field(False, description="on delete keep the VM's disk (unregistervm without --delete)")
+
+    @field_validator("image")
+    @classmethod
+    def _disk_image(cls, value):
+        if value is not None and not (value.path or "").lower().endswith((".vdi", ".vmdk")):
+            raise ValueError("a VirtualBox disk image is a .vdi or .vmdk file (the URL's path ends so)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if self.image is not None and self.install is not None:
+            raise ValueError("set either image (disk image to clone) or install (unattended install), not both")
+        return self
 
 
 class PortMapping(Frozen):

@@ -14,6 +14,7 @@ import fcntl
 import json
 import os
 import re
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -189,6 +190,10 @@ PACKAGE_FILES = {
 }
 
 
+# System groups a package's %pre adds.
+PACKAGE_GROUPS = {"VirtualBox": ("vboxusers",)}
+
+
 def units_of(package: str) -> list[str]:
     if package.startswith("VirtualBox-"):
         return VIRTUALBOX_UNITS
@@ -224,6 +229,10 @@ def boot_files(name: str, rec: dict) -> list[str]:
 
 def install_payload(name: str, rec: dict) -> None:
     """What installing the package does besides the rpm database: its files, boot files and boot entries."""
+    for group in PACKAGE_GROUPS.get(name.split("-")[0] if name.startswith("VirtualBox-") else name, ()):
+        # %pre: groupadd -r (the view's /etc/group, an overlay)
+        if subprocess.run(["getent", "group", group], capture_output=True, check=False).returncode != 0:
+            subprocess.run(["groupadd", "-r", group], check=True)
     for path, text in PACKAGE_FILES.get(name, {}).items():
         if text is None:
             Path(path).mkdir(parents=True, exist_ok=True)
