@@ -17,9 +17,8 @@
 #   administrator: the role cannot create, drop or alter anything);
 # - the role's password in a pgpass file (PostgreSQL's format, host:port:database:user:password, mode
 #   0600, the password without ':' or '\\') that you control: give your own, or one with a random
-#   password is written. The password never
-#   appears in argv or in the server's logs (the role gets a SCRAM verifier computed here), and the URL
-#   carries no password: the CLI's driver reads $PGPASSFILE.
+#   password is written. The password never appears in argv or in the server's logs (the role gets a
+#   SCRAM verifier computed here), and the URL carries no password: the CLI's driver reads $PGPASSFILE.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=${BACKEND_DB_DIR:-$root/.backend-db}
@@ -29,7 +28,7 @@ database=pulumi_state
 role=pulumi
 table=pulumi_state
 
-pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+pgbin=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin 2>/dev/null | sort -V | tail -n 1)
 if [ -z "$pgbin" ] || [ ! -x "$pgbin/initdb" ]; then
   echo "backend-db: PostgreSQL is not installed (apt-get install postgresql)" >&2
   exit 1
@@ -120,6 +119,7 @@ provision() {
     echo "backend-db: $passfile has no line for 127.0.0.1:$port:$database:$role" >&2
     exit 1
   fi
+  # shellcheck disable=SC2016 # Python source, not shell
   verifier=$(printf '%s' "$pw" | python3 -c '
 import base64, hashlib, hmac, os, sys
 pw, salt, n = sys.stdin.buffer.read(), os.urandom(16), 4096

@@ -48,8 +48,8 @@ def db():
     finally:
         server.close()
     assert not server.dir.exists()
-    left = subprocess.run(["pgrep", "-f", f"-D {server.dir}"], capture_output=True, text=True)
-    assert left.stdout == "", "a postgres of the test is still running"
+    left = subprocess.run(["pgrep", "-f", f"{server.dir}/data"], capture_output=True, text=True)
+    assert left.returncode == 1 and left.stdout == "", "a postgres of the test is still running"
 
 
 @pytest.fixture
