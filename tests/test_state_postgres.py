@@ -183,6 +183,7 @@ def test_two_ups_at_once_one_runs_the_other_is_refused_with_the_lock_message(db,
         assert second.returncode != 0
         assert LOCKED.search(second.stderr), second.stdout + second.stderr
         assert LOCKED.search(second.stderr).group(1) == "1"
+        assert f"(pid {first.pid})" in second.stderr  # the holder: the first CLI (engine/pulumi execs it)
         gate.write_text("open\n")
         assert first.wait(timeout=120) == 0, first.stdout.read()
     finally:
