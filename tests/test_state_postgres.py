@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support.statedb import LOCKED, StateDb, StateProject, free_port
+from support.statedb import LOCKED, StateDb, StateProject, free_port, pgbin
 from support.tools import missing, require_root, require_tool
 
 from plan.run import ROOT
@@ -288,3 +288,51 @@ def test_bad_connection_input_is_a_clear_error_that_touches_nothing(db, project,
         assert password not in output
     assert db.rows() == before
     assert not (project.path / "Pulumi.bad.yaml").exists()
+
+
+def test_the_state_role_is_least_privilege_tls_only_and_its_password_is_nowhere_in_clear(db):
+    """engine/backend-db.sh's role, connecting as the CLI does (TLS verify-full, password from PGPASSFILE):
+    it reads and writes rows of the state table and nothing else; without TLS, or to another database,
+    it is not let in; the password is in the 0600 pgpass file only (not in the server's log)."""
+
+    def as_role(sql: str, **conninfo: str) -> subprocess.CompletedProcess:
+        params = {
+            "host": "127.0.0.1",
+            "port": str(db.port),
+            "dbname": "pulumi_state",
+            "user": "pulumi",
+            "sslmode": "verify-full",
+            "sslrootcert": str(db.dir / "root.crt"),
+            **conninfo,
+        }
+        dsn = " ".join(f"{k}={v}" for k, v in params.items())
+        return subprocess.run(
+            [str(pgbin() / "psql"), "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", dsn, "-c", sql],
+            env={"PATH": "/usr/bin:/bin", "PGPASSFILE": str(db.passfile)},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    ok = as_role(
+        "INSERT INTO pulumi_state (key, data) VALUES ('probe', '{}'); DELETE FROM pulumi_state WHERE key = 'probe'"
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert as_role("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").stdout.strip() == "t"
+    for sql, error in (
+        ("CREATE TABLE other (x int)", "permission denied for schema public"),
+        ("DROP TABLE pulumi_state", "must be owner of table pulumi_state"),
+        ("ALTER TABLE pulumi_state ADD COLUMN x int", "must be owner of table pulumi_state"),
+        ("TRUNCATE pulumi_state", "permission denied for table pulumi_state"),
+    ):
+        refused = as_role(sql)
+        assert refused.returncode != 0 and error in refused.stderr, (sql, refused.stderr)
+    plain = as_role("SELECT 1", sslmode="disable")
+    assert plain.returncode != 0 and "no encryption" in plain.stderr, plain.stderr
+    other = as_role("SELECT 1", dbname="postgres")
+    assert other.returncode != 0 and 'database "postgres"' in other.stderr, other.stderr
+    assert db.passfile.stat().st_mode & 0o777 == 0o600
+    password = db.passfile.read_text().strip().rsplit(":", 1)[1]
+    logs = "".join(p.read_text(errors="replace") for p in (db.dir / "log").iterdir())
+    assert "connection authorized: user=pulumi database=pulumi_state" in logs and password not in logs
+    assert password not in " ".join(db.sql("SELECT rolpassword FROM pg_authid WHERE rolname = 'pulumi'")[0])
