@@ -19,6 +19,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from support.pulumi_sdk import pinned_python_sdk_module
+
 ROOT = Path(__file__).resolve().parents[2]
 BACKEND_DB = ROOT / "engine" / "backend-db.sh"
 WRAPPER = ROOT / "engine" / "pulumi"
@@ -107,17 +109,8 @@ class StateDb:
 
 def dynamic_provider_script() -> Path:
     """The Python SDK's pulumi-resource-pulumi-python (a shell script running `python -m pulumi.dynamic`),
-    from the Go module of the SDK version requirements.txt pins (the one the language host's executor
-    comes from)."""
-    sdk = "v" + re.search(r"^pulumi==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M).group(1)
-    download = subprocess.run(
-        ["go", "mod", "download", "-json", f"github.com/pulumi/pulumi/sdk/v3@{sdk}"],
-        cwd=ROOT / "engine" / "cli",
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return Path(json.loads(download.stdout)["Dir"]) / "python" / "dist" / "pulumi-resource-pulumi-python"
+    from the SDK version requirements.txt pins (the one the language host's executor comes from)."""
+    return pinned_python_sdk_module() / "python" / "dist" / "pulumi-resource-pulumi-python"
 
 
 class StateProject:
