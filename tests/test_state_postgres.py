@@ -16,14 +16,12 @@ duplicated resource on the lab hosts" is checked on the state, not on lab hosts.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from support.statedb import LOCKED, StateDb, StateProject, free_port, pgbin
+from support.statedb import LOCKED, StateDb, StateProject, free_port, kill_tree, pgbin
 from support.tools import missing, require_root, require_tool
 
 from plan.run import ROOT
@@ -53,8 +51,12 @@ def db():
 
 
 @pytest.fixture
-def project(db, tmp_path) -> StateProject:
-    return StateProject(tmp_path / "project", db.url, db.passfile)
+def project(db, tmp_path):
+    project = StateProject(tmp_path / "project", db.url, db.passfile)
+    yield project
+    # Nothing of the test's updates keeps running (its dynamic provider's launcher lies in the project).
+    left = subprocess.run(["pgrep", "-f", str(project.path)], capture_output=True, text=True)
+    assert left.returncode == 1, f"processes of the test left running: {left.stdout.split()}"
 
 
 def wait_for(path: Path, proc: subprocess.Popen, limit: float = 90) -> None:
@@ -64,6 +66,13 @@ def wait_for(path: Path, proc: subprocess.Popen, limit: float = 90) -> None:
             pytest.fail(f"the update ended before {path.name} appeared:\n{proc.stdout.read()}")
         assert time.monotonic() < deadline, f"{path} did not appear within {limit}s"
         time.sleep(0.1)
+
+
+def zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 def normalized(exported: dict) -> dict:
@@ -188,8 +197,7 @@ def test_two_ups_at_once_one_runs_the_other_is_refused_with_the_lock_message(db,
         assert first.wait(timeout=120) == 0, first.stdout.read()
     finally:
         if first.poll() is None:
-            os.killpg(first.pid, signal.SIGKILL)
-            first.wait()
+            kill_tree(first)
     assert not [k for k in db.rows() if "/.pulumi/locks/" in k]
     project.pulumi("preview", "--expect-no-changes", "--stack", stack)
     resources = project.export(stack)["deployment"]["resources"]
@@ -199,16 +207,20 @@ def test_two_ups_at_once_one_runs_the_other_is_refused_with_the_lock_message(db,
 
 
 def test_an_up_killed_half_way_is_reported_and_the_documented_recovery_converges(db, project):
-    """SIGKILL of the CLI, its language host and provider mid-create: the lock stays and the create is
+    """SIGKILL of the CLI, then of its language host and provider (each in a process group of its own),
+    mid-create, as when the operator's machine dies: the lock stays and the create is
     a pending operation in the exported state. Recovery as README "Working as a team" says: `pulumi
     cancel`, `pulumi refresh --clear-pending-creates` (the create never finished), `pulumi up`."""
     stack = "killed"
     marker, gate = project.path / "started", project.path / "gate"
     project.new_stack(stack, TOKEN, marker=str(marker), gate=str(gate))
     proc = project.popen("up", "--yes", "--skip-preview", "--stack", stack)
-    wait_for(marker, proc)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    try:
+        wait_for(marker, proc)
+    finally:
+        killed = kill_tree(proc)
+    assert len(killed) >= 2  # the language host and the dynamic provider (at least)
+    assert not [pid for pid in killed if Path(f"/proc/{pid}").exists() and not zombie(pid)]
 
     again = project.pulumi("up", "--yes", "--skip-preview", "--stack", stack, check=False)
     assert again.returncode != 0 and LOCKED.search(again.stderr), again.stdout + again.stderr

@@ -10,10 +10,12 @@ StateProject is a copy of tests/support/state_program run through engine/pulumi 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -107,6 +109,36 @@ class StateDb:
         return raw, base64.b64decode(json.loads(raw)["data"])
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc): the CLI starts each plugin (language host, provider)
+    in a process group of its own, so killing the CLI's group does not reach them."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_tree(proc: subprocess.Popen) -> list[int]:
+    """SIGKILL the CLI, then every process it had started (an operator's machine dying mid-update);
+    returns their pids."""
+    below = descendants(proc.pid)
+    proc.kill()
+    for pid in below:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    return below
+
+
 def dynamic_provider_script() -> Path:
     """The Python SDK's pulumi-resource-pulumi-python (a shell script running `python -m pulumi.dynamic`),
     from the SDK version requirements.txt pins (the one the language host's executor comes from)."""
@@ -158,7 +190,7 @@ class StateProject:
         return done
 
     def popen(self, *args: str) -> subprocess.Popen:
-        """A command in its own process group (the CLI, its language host and provider can be killed as one)."""
+        """A command in the background (kill_tree stops it and every plugin it started)."""
         return subprocess.Popen(
             self.argv(*args),
             cwd=self.path,
@@ -166,7 +198,6 @@ class StateProject:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            start_new_session=True,
         )
 
     def new_stack(self, name: str, token: str, **config: str) -> None:
