@@ -34,6 +34,7 @@ if [ -z "$pgbin" ] || [ ! -x "$pgbin/initdb" ]; then
   exit 1
 fi
 # initdb and postgres refuse to run as root: as root, the cluster belongs to the `postgres` user.
+# Its superuser has the owner's name and logs in only over the cluster's Unix socket (peer).
 if [ "$(id -u)" -eq 0 ]; then
   owner=postgres
   as_owner() { runuser -u postgres -- "$@"; }
@@ -55,7 +56,7 @@ print_env() {
 }
 
 admin_sql() { # SQL on stdin, as the cluster's superuser over the Unix socket (peer authentication)
-  as_owner "$pgbin/psql" -X -q -v ON_ERROR_STOP=1 -h "$socket" -p "$port" -U postgres "$@"
+  as_owner "$pgbin/psql" -X -q -v ON_ERROR_STOP=1 -h "$socket" -p "$port" -U "$owner" "$@"
 }
 
 create() {
@@ -68,14 +69,10 @@ create() {
       printf '127.0.0.1:%s:%s:%s:%s\n' "$port" "$database" "$role" "$pw" >"$passfile"
     )
   fi
-  if [ "$(stat -c %a "$passfile")" != 600 ]; then
-    echo "backend-db: $passfile must be mode 0600 (libpq ignores a pgpass file others can read)" >&2
-    exit 1
-  fi
   mkdir -p "$data" "$socket" "$logs"
   chown "$owner" "$data" "$socket" "$logs"
   chmod 0700 "$data"
-  as_owner "$pgbin/initdb" -D "$data" -U postgres --auth-local=peer --auth-host=reject -E UTF8 >"$dir/initdb.log"
+  as_owner "$pgbin/initdb" -D "$data" -U "$owner" --auth-local=peer --auth-host=reject -E UTF8 >"$dir/initdb.log"
   openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=localhost" \
     -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
     -keyout "$data/server.key" -out "$data/server.crt" 2>/dev/null
@@ -96,7 +93,7 @@ log_connections = on
 EOF
   # The superuser only over the Unix socket; the state role only over TLS, to its database; nothing else.
   cat >"$data/pg_hba.conf" <<EOF
-local   all             postgres                        peer
+local   all             $owner                        peer
 hostssl $database    $role          127.0.0.1/32    scram-sha-256
 host    all             all             0.0.0.0/0       reject
 EOF
@@ -112,6 +109,10 @@ start() {
 provision() {
   # The password is read from the pgpass line for this server; the role is given its SCRAM verifier.
   local pw verifier
+  if [ "$(stat -c %a "$passfile")" != 600 ]; then
+    echo "backend-db: $passfile must be mode 0600 (libpq ignores a pgpass file others can read)" >&2
+    exit 1
+  fi
   pw=$(awk -F: -v p="$port" -v d="$database" -v u="$role" \
     '($1=="127.0.0.1"||$1=="*") && ($2==p||$2=="*") && ($3==d||$3=="*") && ($4==u||$4=="*") {print $5; exit}' \
     "$passfile")
@@ -132,7 +133,7 @@ print(f"SCRAM-SHA-256${n}:{b(salt)}${b(hashlib.sha256(client).digest())}:{b(serv
 SELECT 'CREATE ROLE $role LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION'
 WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$role') \gexec
 ALTER ROLE $role PASSWORD '$verifier';
-SELECT 'CREATE DATABASE $database OWNER postgres'
+SELECT 'CREATE DATABASE $database OWNER "$owner"'
 WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$database') \gexec
 REVOKE ALL ON DATABASE $database FROM PUBLIC;
 GRANT CONNECT ON DATABASE $database TO $role;
