@@ -16,12 +16,14 @@ duplicated resource on the lab hosts" is checked on the state, not on lab hosts.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from support.statedb import LOCKED, StateDb, StateProject, free_port, kill_tree, pgbin
+from support.statedb import LOCKED, StateDb, StateProject, free_port, kill_tree, pgbin, running_in
 from support.tools import missing, require_root, require_tool
 
 from plan.run import ROOT
@@ -54,9 +56,8 @@ def db():
 def project(db, tmp_path):
     project = StateProject(tmp_path / "project", db.url, db.passfile)
     yield project
-    # Nothing of the test's updates keeps running (its dynamic provider's launcher lies in the project).
-    left = subprocess.run(["pgrep", "-f", str(project.path)], capture_output=True, text=True)
-    assert left.returncode == 1, f"processes of the test left running: {left.stdout.split()}"
+    # Nothing of the test's commands keeps running (the CLI and its plugins run in the project).
+    assert running_in(project.path) == {}
 
 
 def wait_for(path: Path, proc: subprocess.Popen, limit: float = 90) -> None:
@@ -298,6 +299,11 @@ def test_bad_connection_input_is_a_clear_error_that_touches_nothing(db, project,
         assert done.returncode != 0
         assert "failed to ping PostgreSQL" in output and expected in output, output
         assert password not in output
+        # The CLI (v3.274.1) sometimes exits on this error with its Python language host still running
+        # (seen once in a few runs, on `up`); nothing else may be left, and that one is stopped here.
+        for pid, command in running_in(project.path).items():
+            assert "pulumi-language-python" in command, command
+            os.kill(pid, signal.SIGKILL)
     assert db.rows() == before
     assert not (project.path / "Pulumi.bad.yaml").exists()
 

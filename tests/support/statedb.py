@@ -127,6 +127,19 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def running_in(directory: Path) -> dict[int, str]:
+    """Processes whose working directory is ``directory`` or below (a project's CLI and plugins): pid ->
+    command line."""
+    found = {}
+    for cwd in Path("/proc").glob("[0-9]*/cwd"):
+        try:
+            if Path(os.readlink(cwd)).is_relative_to(directory):
+                found[int(cwd.parent.name)] = (cwd.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+    return found
+
+
 def kill_tree(proc: subprocess.Popen) -> list[int]:
     """SIGKILL the CLI, then every process it had started (an operator's machine dying mid-update);
     returns their pids."""
