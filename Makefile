@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: plan diff diagram schema test lint bench clean engine preview mutate
+.PHONY: plan diff diagram schema test lint bench clean engine preview mutate backend-db backend-db-stop
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,7 @@ lint: $(STAMP)
 ## bench: benchmarks/, printed as ratios measured in one run
 bench: $(STAMP)
 	$(PY) benchmarks/haproxy_tier.py
+	$(PY) benchmarks/state_backend.py
 
 ## engine: build the real Pulumi CLI and Python language host from their Go modules into .engine/
 engine:
@@ -56,6 +57,14 @@ preview: $(STAMP) engine
 mutate: $(STAMP)
 	$(PY) -m mutation.templates
 	$(PY) -m mutation.python --time-limit $(or $(MUTATE_SECONDS),1800)
+
+## backend-db: a local PostgreSQL for Pulumi's state (TLS, least-privilege role, pgpass); prints what to export
+backend-db:
+	bash engine/backend-db.sh up
+
+## backend-db-stop: stop it (its data stays in .backend-db/, or $$BACKEND_DB_DIR)
+backend-db-stop:
+	bash engine/backend-db.sh down
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache mutants

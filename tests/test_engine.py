@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support.pulumi_sdk import pinned_python_sdk_module
 from support.tools import missing, require_root, require_tool
 
 from plan.run import ROOT
@@ -113,15 +114,7 @@ def test_built_versions_are_the_pins(engine):
     # the one of the Python SDK the program imports (requirements.txt's pin).
     executor = engine / "bin" / "pulumi-language-python-exec"
     assert executor.parent == (engine / "bin" / "pulumi-language-python").resolve().parent
-    sdk = "v" + re.search(r"^pulumi==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M).group(1)
-    download = subprocess.run(
-        ["go", "mod", "download", "-json", f"github.com/pulumi/pulumi/sdk/v3@{sdk}"],
-        cwd=ROOT / "engine" / "cli",
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    source = Path(json.loads(download.stdout)["Dir"]) / "python" / "cmd" / "pulumi-language-python-exec"
+    source = pinned_python_sdk_module() / "python" / "cmd" / "pulumi-language-python-exec"
     assert executor.read_bytes() == source.read_bytes()
 
 
