@@ -165,9 +165,11 @@ def test_killing_one_backend_under_load_leaves_the_other_serving(tier):
     after = [tier.client.http_get(LB_URL) for _ in range(6)]
 
     assert result.requests > 500, result.raw
-    # Only requests in flight on web2 when it died can fail (at most one per connection); later ones
-    # are refused by web2's dead port and redispatched by HAProxy, or never sent there.
-    assert result.failures <= CONNECTIONS, result.raw
+    # Only requests in flight on web2 when it died can fail: a read error for the one on the wire, and
+    # (seen once in a clean-clone CI run: 6 read errors + 3 non-2xx with 8 connections) a 503 for one
+    # HAProxy had already sent to web2's reset connection; later ones are refused by web2's dead port
+    # and redispatched by HAProxy, or never sent there. At most two per connection.
+    assert result.failures <= 2 * CONNECTIONS, result.raw
     assert [(r.status, r.served_by) for r in after] == [(200, "web1")] * 6
     assert tier.client.http_get("http://10.0.0.12/", timeout=1).status == 0
 

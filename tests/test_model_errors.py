@@ -113,6 +113,12 @@ HARDENING_CASES: list[tuple[str, Callable[[dict], None], str, str]] = [
         "listed both to install and to exclude",
     ),
     (
+        "ks-two-environments",
+        _set(INSTALL, "packages", ["@^minimal-environment", "@^server-product-environment"]),
+        "virtfleet:guests[2].install.packages",
+        "one @^environment at most",
+    ),
+    (
         "ks-timezone-newline",
         _set(INSTALL, "timezone", "UTC\n%post\nreboot\n%end"),
         "virtfleet:guests[2].install.timezone",

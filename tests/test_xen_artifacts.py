@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import copy
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -25,8 +26,20 @@ from components.model import FleetConfigError, load_fleet
 from components.osfamily import os_family
 from plan.run import ROOT, load_stack
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "fakes"))
-import xl as xl_fake
+
+def _load_xl_fake():
+    """The xl fake's module (its strict xl.cfg parser), imported with tests/fakes on sys.path only
+    while it loads: left there, tests/fakes/docker.py (the docker CLI fake) shadows the Docker SDK
+    for every later test (the lab's dockerd then "did not answer")."""
+    fakes = str(Path(__file__).resolve().parent / "fakes")
+    sys.path.insert(0, fakes)
+    try:
+        return importlib.import_module("xl")
+    finally:
+        sys.path.remove(fakes)
+
+
+xl_fake = _load_xl_fake()
 
 KSVALIDATOR = ROOT / ".venv" / "bin" / "ksvalidator"
 INSTALL = {"location": "https://vault.centos.org/7.9.2009/os/x86_64/", "packages": ["@core", "httpd"]}

@@ -85,6 +85,10 @@ class Installer(Frozen):
         both = sorted({p for p in packages if not p.startswith("-")} & {p[1:] for p in packages if p.startswith("-")})
         if both:
             raise ValueError(f"{', '.join(both)} listed both to install and to exclude (-{both[0]}); keep one")
+        environments = sorted({p for p in packages if p.startswith("@^")})
+        if len(environments) > 1:
+            # %packages takes one environment; pykickstart keeps one of several, silently.
+            raise ValueError(f"one @^environment at most, got {', '.join(environments)}")
         return packages
 
 

@@ -134,7 +134,9 @@ def running_in(directory: Path) -> dict[int, str]:
     for cwd in Path("/proc").glob("[0-9]*/cwd"):
         try:
             if Path(os.readlink(cwd)).is_relative_to(directory):
-                found[int(cwd.parent.name)] = (cwd.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                command = (cwd.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                if command:  # empty: a process exiting right now (a zombie has no command line)
+                    found[int(cwd.parent.name)] = command
         except OSError:
             continue
     return found
