@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support.statedb import LOCKED, StateDb, StateProject, free_port, kill_tree, pgbin, running_in
+from support.statedb import LOCKED, StateDb, StateProject, free_port, kill_tree, pgbin, process_alive, running_in
 from support.tools import missing, require_root, require_tool
 
 from plan.run import ROOT
@@ -67,13 +67,6 @@ def wait_for(path: Path, proc: subprocess.Popen, limit: float = 90) -> None:
             pytest.fail(f"the update ended before {path.name} appeared:\n{proc.stdout.read()}")
         assert time.monotonic() < deadline, f"{path} did not appear within {limit}s"
         time.sleep(0.1)
-
-
-def zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 def normalized(exported: dict) -> dict:
@@ -221,7 +214,7 @@ def test_an_up_killed_half_way_is_reported_and_the_documented_recovery_converges
     finally:
         killed = kill_tree(proc)
     assert len(killed) >= 2  # the language host and the dynamic provider (at least)
-    assert not [pid for pid in killed if Path(f"/proc/{pid}").exists() and not zombie(pid)]
+    assert not [pid for pid in killed if process_alive(pid)]
 
     again = project.pulumi("up", "--yes", "--skip-preview", "--stack", stack, check=False)
     assert again.returncode != 0 and LOCKED.search(again.stderr), again.stdout + again.stderr

@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from support.pulumi_sdk import pinned_python_sdk_module
@@ -142,16 +143,37 @@ def running_in(directory: Path) -> dict[int, str]:
     return found
 
 
-def kill_tree(proc: subprocess.Popen) -> list[int]:
-    """SIGKILL the CLI, then every process it had started (an operator's machine dying mid-update);
-    returns their pids."""
-    below = descendants(proc.pid)
+def kill_tree(proc: subprocess.Popen, settle: float = 10) -> list[int]:
+    """SIGKILL the CLI and every process it had started (an operator's machine dying mid-update);
+    returns their pids. The tree is first frozen with SIGSTOP until no new process appears below the
+    CLI (a plugin forking while we look would otherwise escape), and SIGKILL is asynchronous: it
+    waits, at most ``settle`` seconds, until each is gone or a zombie, so callers see the end state."""
+    below: list[int] = []
+    for _ in range(20):  # bounded: a stopped tree cannot grow, so this settles in two or three passes
+        found = [pid for pid in descendants(proc.pid) if pid not in below]
+        if not found:
+            break
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        below += found
     proc.kill()
     for pid in below:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     proc.wait(timeout=30)
+    deadline = time.monotonic() + settle
+    while time.monotonic() < deadline and any(process_alive(pid) for pid in below):
+        time.sleep(0.05)
     return below
+
+
+def process_alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (a zombie has exited; its parent has yet to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def dynamic_provider_script() -> Path:
