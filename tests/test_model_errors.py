@@ -295,6 +295,72 @@ HARDENING_CASES: list[tuple[str, Callable[[dict], None], str, str]] = [
 ]
 
 # (case id, mutation, the key path the report must name, a word the message must contain)
+XEN2 = lambda v: guest(v, "webserver2")  # noqa: E731
+VBOX = lambda v: guest(v, "centos7vm1")  # noqa: E731
+BACKUP = lambda v: guest(v, "backupwebserver")  # noqa: E731
+TREE = {"location": "https://vault.centos.org/7.9.2009/os/x86_64/"}
+
+# Rules that had no case until tests/test_model_rules_covered.py named them (issue 19).
+RULE_CASES: list[tuple[str, Callable[[dict], None], str, str]] = [
+    ("domain-too-long", lambda v: v.update(domain=".".join(["a" * 60] * 5)), "virtfleet:domain", "1 to 253"),
+    ("guest-not-a-mapping", lambda v: v["guests"].append("web9"), "virtfleet:guests[8]", "mapping"),
+    (
+        "bridge-on-the-network-address",
+        _set(BRIDGE, "address", "10.0.0.0/24"),
+        "virtfleet:hosts[0].bridges[0].address",
+        "network or broadcast",
+    ),
+    ("host-role-twice", _set(KVM1, "roles", ["kvm", "kvm"]), "virtfleet:hosts[0].roles", "once"),
+    (
+        "xen-image-and-install",
+        lambda v: XEN2(v).update(mode="pv", image={}, install=TREE),
+        "virtfleet:guests[3]",
+        "not both",
+    ),
+    ("xen-install-not-pv", _set(XEN2, "install", TREE), "virtfleet:guests[3]", "mode: pv"),
+    ("xen-maxmem-below-memory", _set(XEN2, "maxMemoryMiB", 1024), "virtfleet:guests[3]", "maxMemoryMiB 1024"),
+    ("xen-maxvcpus-below-vcpus", _set(XEN2, "maxVcpus", 1), "virtfleet:guests[3]", "maxVcpus 1"),
+    ("xen-graphics-without-hvm", _set(XEN2, "graphics", "vnc"), "virtfleet:guests[3]", "needs mode: hvm"),
+    (
+        "vbox-image-not-a-disk",
+        _set(VBOX, "image", "https://images.example/centos7.qcow2"),
+        "virtfleet:guests[6].image",
+        ".vdi or .vmdk",
+    ),
+    (
+        "vbox-image-and-install",
+        lambda v: VBOX(v).update(image="https://images.example/centos7.vdi", install=TREE),
+        "virtfleet:guests[6]",
+        "not both",
+    ),
+    ("docker-paused", _set(BACKUP, "powerState", "paused"), "virtfleet:guests[7].powerState", "not supported"),
+    (
+        "docker-autostart-vs-restart",
+        lambda v: BACKUP(v).update(autostart=False, restart="always"),
+        "virtfleet:guests[7]",
+        "restart: no",
+    ),
+    (
+        "openvz-family-not-the-templates",
+        lambda v: guest(v, "webserver3").update(ostemplate="centos-7-x86_64", osFamily="el9"),
+        "virtfleet:guests[5].osFamily",
+        "is el7",
+    ),
+    (
+        "lb-backend-without-network",
+        lambda v: (_docker()(v), _lb(v)["backends"].append("d2")),
+        "virtfleet:loadBalancer.backends[3]",
+        "needs network.ip",
+    ),
+    (
+        "health-timeout-above-interval",
+        _set(lambda v: _lb(v)["healthCheck"], "timeoutMs", 600),
+        "virtfleet:loadBalancer.healthCheck.timeoutMs",
+        "cannot exceed its interval",
+    ),
+]
+
+
 CASES: list[tuple[str, Callable[[dict], None], str, str]] = [
     (
         "ip-outside-subnet",
@@ -551,6 +617,7 @@ CASES: list[tuple[str, Callable[[dict], None], str, str]] = [
     ("guests-not-a-list", lambda v: v.update(guests={"a": 1}), "virtfleet:guests", "must be a list"),
     ("domain-invalid", lambda v: v.update(domain="Bad Domain!"), "virtfleet:domain", "DNS domain"),
     *HARDENING_CASES,
+    *RULE_CASES,
 ]
 
 
