@@ -23,11 +23,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, default=1800)
     parser.add_argument("--max-children", type=int, default=2)
     args = parser.parse_args(argv)
+    log = Path("mutants") / "run.log"
+    log.parent.mkdir(exist_ok=True)
     try:
-        subprocess.run(
-            [*MUTMUT, "run", "--max-children", str(args.max_children)],
-            stdout=subprocess.DEVNULL, timeout=args.time_limit, check=False,
-        )  # fmt: skip
+        with log.open("w") as out:
+            run = subprocess.run(
+                [*MUTMUT, "run", "--max-children", str(args.max_children)],
+                stdout=out, stderr=subprocess.STDOUT, timeout=args.time_limit, check=False,
+            )  # fmt: skip
+        if run.returncode != 0:
+            # e.g. "failed to collect stats": the unmutated tests fail in mutmut's copy
+            print(log.read_text()[-3000:])
+            print(f"mutmut run failed (exit {run.returncode}); no score")
+            return 1
     except subprocess.TimeoutExpired:
         print(f"mutmut stopped after {args.time_limit:.0f} s; mutants not reached count as not run")
     subprocess.run([*MUTMUT, "export-cicd-stats"], stdout=subprocess.DEVNULL, check=False)

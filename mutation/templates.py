@@ -30,6 +30,10 @@ REBOOT = "tests/test_hosts_remote.py::test_reboot_into_xen_when_allowed_then_con
 SERVICE = "tests/test_hosts_remote.py::test_a_service_that_does_not_come_up_fails_the_role"
 MID_STEP = "tests/test_hosts_remote.py::test_a_command_failing_mid_step_stops_the_step"
 POWER = "tests/test_kvm_power_step.py"
+OPENVZ = "tests/test_openvz_guest_remote.py"
+XEN = "tests/test_xen_guest_remote.py"
+VBOX = "tests/test_virtualbox_guest_remote.py"
+HAPROXY_CONFIG = "tests/test_haproxy_remote.py::test_haproxy_config_is_checked_installed_started_and_reloaded"
 IGNORE = shutil.ignore_patterns(".venv", ".git", "build", "mutants", ".engine", ".pulumi-state", "__pycache__")
 
 
@@ -100,6 +104,25 @@ MUTANTS = (
            'if virsh dominfo "$vf_domain" >/dev/null 2>&1 && [ "$(virsh domstate "$vf_domain" | head -n 1)" = '
            '"running" ]; then',
            (POWER,), "delete resumes nothing"),
+    # Guests and the balancer (the remote guest lifecycle, issues 12-14, and the HAProxy tier).
+    Mutant("openvz-container.create.sh.j2",
+           '[ "$(vf_conf ONBOOT)" = "$vf_onboot" ] || vf_set+=(--onboot "$vf_onboot")', "", (OPENVZ,),
+           "the container's onboot setting is never applied"),
+    Mutant("openvz-container.delete.sh.j2", 'vzctl destroy "$vf_ctid"', "", (OPENVZ,),
+           "delete leaves the container and its private area"),
+    Mutant("xen-domain.create.sh.j2", 'xl mem-set "$vf_name" "${vf_memory}m"', "", (XEN,),
+           "a memory change is reported but not made live"),
+    Mutant("xen-domain.create.sh.j2", 'ln -sfn "$vf_cfg" "$vf_auto"', "", (XEN,),
+           "autostart never links the domain into /etc/xen/auto"),
+    Mutant("virtualbox-vm.create.sh.j2", 'VBoxManage modifyvm "$vf_vm" "${vf_set[@]}"', "", (VBOX,),
+           "a memory/CPU change is reported but not made"),
+    Mutant("virtualbox-vm.create.sh.j2",
+           "--nic1 bridged --bridgeadapter1 {{ bridge | shquote }} --macaddress1 {{ mac | shquote }} \\",
+           "--nic1 nat \\", (VBOX,), "the VM on VirtualBox's NAT instead of the host's bridge"),
+    Mutant("haproxy-config.create.sh.j2", "systemctl reload haproxy", "systemctl restart haproxy",
+           (HAPROXY_CONFIG,), "a config change restarts the balancer (dropping connections) instead of reloading"),
+    Mutant("haproxy-config.create.sh.j2", 'elif [ "$vf_files_changed" = 1 ]; then', "elif false; then",
+           (HAPROXY_CONFIG,), "a changed config is installed but the running balancer never reloads"),
 )  # fmt: skip
 
 

@@ -133,8 +133,8 @@ def test_bridge_step_renders_the_family_backend():
 
 
 def test_bridge_step_probes_the_gateway_else_the_first_dns_server():
-    """The rollback probe: the gateway; without one, the first DNS server; STP and the family's
-    reload command reach the script."""
+    """The rollback probe: the gateway; without one, the first DNS server; the family's reload
+    command reaches the script."""
     config, _ = load_stack("prod")
     values = copy.deepcopy(config.values)
     xen = next(h for h in values["hosts"] if h["name"] == "xen1")
@@ -167,3 +167,123 @@ def test_sysctl_file_is_exactly_the_merged_lines():
     _, fleet = load_stack("prod")
     (conf,) = steps_of(fleet, "kvm1")["sysctl"].files
     assert conf.content == "# virtfleet: what roles kvm need\nnet.ipv4.ip_forward = 1\n"
+
+
+def test_every_step_runs_as_its_own_host():
+    """The frame names the machine in every report line and stages files under its own directory."""
+    for stack in ("dev", "prod"):
+        _, fleet = load_stack(stack)
+        for host in fleet.hosts:
+            for step in host_steps(host, fleet):
+                assert step.machine == host.name
+                for action, script in (("create", step.create), ("delete", step.delete)):
+                    assert f"vf_step='{host.name}/{step.name} ({action})'\n" in script, (host.name, step.name)
+
+
+def _prod_with(**changes) -> object:
+    """prod with some of its hosts' keys replaced: {host name: {key: value}}."""
+    config, _ = load_stack("prod")
+    values = copy.deepcopy(config.values)
+    for name, keys in changes.items():
+        next(h for h in values["hosts"] if h["name"] == name).update(keys)
+    return load_fleet(values, set(config.secret_keys))
+
+
+def test_hosts_file_lists_a_host_reached_by_dns_name_by_its_first_bridge_or_not_at_all():
+    fleet = _prod_with(
+        kvm1={"address": "kvm1.lab.example", "bridges": [
+            {"name": "brid0", "interface": "eth0", "address": "10.0.0.2/24", "gateway": "10.0.0.1"},
+            {"name": "brid1", "interface": "eth1", "address": "10.9.0.2/24"},
+        ]},
+    )  # fmt: skip
+    entries = {name: address for address, name, _ in hosts_entries(fleet)}
+    assert entries["kvm1"] == "10.0.0.2"
+    config, _ = load_stack("prod")
+    values = copy.deepcopy(config.values)
+    values["hosts"].append({"name": "spare", "address": "spare.lab.example", "roles": ["docker"],
+                            "capacity": {"cpuThreads": 2, "memoryMiB": 2048, "diskGiB": 20}})  # fmt: skip
+    # a container without an address of its own is reached through its host: not listed either
+    values["guests"].append({"name": "cache", "type": "docker", "host": "spare", "image": "redis:7"})
+    spare = load_fleet(values, set(config.secret_keys))
+    assert not {"spare", "cache"} & {name for _, name, _ in hosts_entries(spare)}
+    assert len(hosts_entries(spare)) == len(hosts_entries(fleet))
+    assert entries["xen1"] == "10.0.0.3"  # an IP address is listed as it is
+
+
+def test_bridge_step_names_the_bridge_its_port_its_gateway_and_backend():
+    _, prod = load_stack("prod")
+    el9 = steps_of(prod, "kvm1")["bridge-brid0"].create
+    el7 = steps_of(prod, "xen1")["bridge-brid0"].create
+    for script in (el9, el7):
+        assert "vf_bridge=brid0\nvf_port=eth0\n" in script and "vf_gateway=10.0.0.1\nvf_probe=10.0.0.1\n" in script
+    assert "# Persistence: NetworkManager files" in el9 and "# Persistence: network-scripts files" in el7
+
+    def files(fleet, host):
+        return "".join(f.content for f in steps_of(fleet, host)["bridge-brid0"].files)
+
+    assert "STP=no\n" in files(prod, "xen1") and "stp=false\n" in files(prod, "kvm1")
+    stp = {"name": "brid0", "interface": "eth0", "stp": True}
+    spanning = _prod_with(xen1={"bridges": [{**stp, "address": "10.0.0.3/24"}]},
+                          kvm1={"bridges": [{**stp, "address": "10.0.0.2/24"}]})  # fmt: skip
+    assert "STP=yes\n" in files(spanning, "xen1") and "stp=true\n" in files(spanning, "kvm1")
+    # the live bridge too, and the probe waits out STP's listening and learning (2 x 15 s)
+    live = steps_of(spanning, "xen1")["bridge-brid0"].create
+    assert "type bridge stp_state 1 " in live and "! vf_answers 40;" in live
+    assert "type bridge stp_state 0 " in el7 and "! vf_answers 5;" in el7
+    lone = _prod_with(xen1={"bridges": [{"name": "brid0", "interface": "ens3", "address": "10.0.0.3/24"}]})
+    script = steps_of(lone, "xen1")["bridge-brid0"].create
+    assert "vf_bridge=brid0\nvf_port=ens3\n" in script and "vf_gateway=''\nvf_probe=''\n" in script
+
+
+def test_virtualbox_autostart_step_when_a_vm_starts_with_the_host():
+    _, prod = load_stack("prod")
+    steps = host_steps(prod.host("vbox1"), prod)
+    assert [s.name for s in steps][-2:] == ["role-virtualbox", "virtualbox-autostart"]
+    step = steps[-1]
+    assert step.lock
+    (config,) = step.files
+    assert config.path == "/etc/vbox/autostart.cfg"
+    assert config.content == (
+        "# virtfleet: VMs of these users with modifyvm --autostart-enabled on start with the host\n"
+        "default_policy = deny\nroot = {\n    allow = true\n    startup_delay = 0\n}\n"
+    )
+    for line in ("VBOXAUTOSTART_DB=/etc/vbox/autostart.d", "VBOXAUTOSTART_CONFIG=/etc/vbox/autostart.cfg"):
+        assert line in step.create
+    assert "/etc/default/virtualbox" in step.create and "vboxautostart-service" in step.create
+    assert "setproperty autostartdbpath /etc/vbox/autostart.d" in step.create
+    assert "vboxautostart-service" in step.delete and "vf_remove_file /etc/vbox/autostart.cfg\n" in step.delete
+
+    config, _ = load_stack("prod")
+    values = copy.deepcopy(config.values)
+    next(g for g in values["guests"] if g["name"] == "centos7vm1")["autostart"] = False
+    no_autostart = load_fleet(values, set(config.secret_keys))
+    assert "virtualbox-autostart" not in steps_of(no_autostart, "vbox1")
+    assert all("virtualbox-autostart" not in steps_of(prod, h.name) for h in prod.hosts if h.name != "vbox1")
+
+
+def test_boot_step_follows_allow_reboot_and_names_its_role():
+    _, prod = load_stack("prod")
+    held = steps_of(prod, "xen1")["boot-xen"]
+    allowed = steps_of(_prod_with(xen1={"allowReboot": True}), "xen1")["boot-xen"]
+    assert "allowReboot: true for xen1" in held.create and "allowReboot: true" not in allowed.create
+    assert "systemctl reboot" in allowed.create or "shutdown -r" in allowed.create
+    assert "go with step role-xen." in held.delete
+
+
+def test_preflight_names_the_family_the_stack_says():
+    _, prod = load_stack("prod")
+    assert "the stack says osFamily el7, but" in steps_of(prod, "xen1")["preflight"].create
+    assert "the stack says osFamily el9, but" in steps_of(prod, "kvm1")["preflight"].create
+
+
+def test_sysctl_file_of_several_roles_and_lines_is_exact():
+    _, dev = load_stack("dev")
+    (conf,) = steps_of(dev, "devbox")["sysctl"].files
+    assert conf.content == "# virtfleet: what roles kvm, docker need\nnet.ipv4.ip_forward = 1\n"
+    _, prod = load_stack("prod")
+    sysctl = steps_of(prod, "ovz1")["sysctl"]
+    assert "vf_remove_file /etc/sysctl.d/90-virtfleet.conf\n" in sysctl.delete
+    (conf,) = sysctl.files
+    lines = conf.content.splitlines(keepends=True)
+    assert lines[0] == "# virtfleet: what roles openvz need\n"
+    assert lines[1:] == [f"{k} = {v}\n" for k, v in host_sysctls([Role.OPENVZ], "el7")]

@@ -118,8 +118,11 @@ def write(path: Path, label: str) -> None:
 def policy_label(path: Path) -> str:
     """The label EL's policy gives ``path`` (what an unlabelled file counts as carrying)."""
     text = os.path.abspath(path)
-    prefix = max((p for p in DEFAULT_TYPES if text == p or text.startswith(p.rstrip("/") + "/")), key=len)
-    return context(DEFAULT_TYPES[prefix])
+    if text == "/":
+        return context(DEFAULT_TYPES["/"])
+    # as POLICY_RULES: the longest tree that holds it, else /.* (default_t); "/" covers only itself
+    trees = [p for p in DEFAULT_TYPES if p != "/" and (text == p or text.startswith(p + "/"))]
+    return context(DEFAULT_TYPES[max(trees, key=len)] if trees else "default_t")
 
 
 def local_rules() -> list[dict]:

@@ -211,6 +211,8 @@ def modifyvm(state: dict, args: list[str]) -> int:
             syntax(f"Invalid {key} argument '{value}'")
         if key.startswith("--boot") and value not in ("none", "floppy", "dvd", "disk", "net"):
             syntax(f"Invalid boot device '{value}'")
+        if key == "--ostype" and value not in OSTYPES:  # as createvm: IMachine::OSTypeId refuses it
+            fakelib.fail(f"VBoxManage: error: Guest OS type '{value}' is invalid", 1)
     require_unlocked(vm, "LockMachine(a->session, LockType_Write)")
     for key, value in opts:
         if key == "--memory":
