@@ -19,7 +19,7 @@ from functools import cache
 import pytest
 from support.el_repos import role_repos_command
 from support.sshd import LoopbackSshd
-from support.step_run import RecordedStep, create, ok, run
+from support.step_run import RecordedStep, create, ok, run, second_run_changes_nothing
 from support.tools import require_root, require_tool
 
 import plan.mocks
@@ -108,11 +108,7 @@ def test_container_create_converges_and_reads_back_what_the_host_holds(base):
             "memoryMiB": 1024, "swapMiB": 0, "cpus": 2, "diskGiB": 10, "onboot": True, "nameservers": ["10.0.0.1"],
         }  # fmt: skip
         snapshot = f"sha256sum {STATE}/vz.json {CONF}; find {ROOT} -printf '%p %m %s %T@\\n' | sort"
-        before = ok(sshd, snapshot)
-        second = create(sshd, step, "unchanged")
-        assert not second.changes, str(second)
-        assert readback("\n".join(second.out)) == state
-        assert ok(sshd, snapshot) == before, "the second create changed the container or the fakes' state"
+        second_run_changes_nothing(sshd, snapshot, lambda: create(sshd, step, "unchanged"), state, "the container")
 
 
 def test_outputs_are_the_read_back_line(base, monkeypatch):

@@ -24,7 +24,7 @@ from functools import cache
 import pytest
 from support.el_repos import role_repos_command
 from support.sshd import LoopbackSshd
-from support.step_run import Result, run
+from support.step_run import Result, ok, run, second_run_changes_nothing
 from support.tools import require_root, require_tool
 
 import plan.mocks
@@ -140,10 +140,6 @@ def test_variant_steps_are_the_programs(server):
     assert program(server, memoryMiB=2048)["vm"] == recorded["vm"]
 
 
-def ok(sshd: LoopbackSshd, command: str) -> str:
-    return sshd.run(command, check=True, timeout=120).stdout
-
-
 def vms(sshd: LoopbackSshd) -> dict:
     """The fake's own record of the VMs by name (what VBoxSVC keeps in its registry and settings)."""
     state = json.loads(ok(sshd, f"cat {STATE}/vbox.json"))
@@ -231,11 +227,7 @@ def test_vm_create_installs_converges_and_reads_back_what_the_host_holds(server)
         }  # fmt: skip
         files = f"find {VM_BASE} /var/lib/virtfleet/virtualbox -printf '%p %m %s\\n' | sort"
         snapshot = f"sha256sum {STATE}/vbox.json {KICKSTART}; {files}"
-        before = ok(sshd, snapshot)
-        second = up(sshd, steps, "unchanged")
-        assert not second.changes, str(second)
-        assert readback("\n".join(second.out)) == state
-        assert ok(sshd, snapshot) == before, "the second create changed the VM or the fake's state"
+        second_run_changes_nothing(sshd, snapshot, lambda: up(sshd, steps, "unchanged"), state, "the VM")
         assert _Files.requests == ["/el9/images/boot.iso"], "boot.iso is downloaded once per host"
 
 

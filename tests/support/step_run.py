@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from components.guests.remote_guest import readback
+
 from .sshd import LoopbackSshd
 
 
@@ -70,3 +72,14 @@ def create(sshd: LoopbackSshd, step, word: str = "changed") -> Result:
     result = run(sshd, step.create, step.stdin)
     assert result.code == 0 and result.last == step.report("create", word), str(result)
     return result
+
+
+def second_run_changes_nothing(sshd: LoopbackSshd, snapshot: str, run_again, state: dict, what: str) -> None:
+    """The idempotence of a remote guest: ``run_again()`` (its create steps once more) reports
+    ``unchanged`` with no ``changed:`` line, reads back ``state`` again, and leaves the output of the
+    shell command ``snapshot`` (hashes of the fakes' state files, the guest's files) byte-identical."""
+    before = ok(sshd, snapshot)
+    second = run_again()
+    assert not second.changes, str(second)
+    assert readback("\n".join(second.out)) == state, str(second)
+    assert ok(sshd, snapshot) == before, f"the second create changed {what} or the fakes' state"
