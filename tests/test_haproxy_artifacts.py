@@ -7,15 +7,23 @@ on every stack's rendered haproxy.cfg (and an HTTPS variant with a real certific
 
 from __future__ import annotations
 
+import copy
 import subprocess
 from pathlib import Path
 
 import pytest
 from support.tools import require_tool
 
-from components.haproxy_config import render_haproxy_cfg, render_rsyslog_conf, stats_url
+from components.haproxy_config import (
+    frontend_url,
+    out_of_rotation_bound_ms,
+    render_haproxy_cfg,
+    render_rsyslog_conf,
+    stats_url,
+)
 from components.haproxy_tier import render_config_step, render_install_step
 from components.haproxy_web import web_server_steps
+from components.model import load_fleet
 from components.steps import STDIN_RUNNER
 from plan.mocks import SECRET_MARK, placeholder
 from plan.run import load_stack
@@ -236,3 +244,52 @@ def test_with_https_the_stats_page_is_https_too():
     cfg = render_haproxy_cfg(lb, fleet, stats_password="x")
     assert f"bind {lb.stats_bind.address}:{lb.stats_bind.port} ssl crt frontend.pem\n" in cfg
     assert stats_url(lb, fleet).startswith(f"https://{lb.stats_bind.address}:{lb.stats_bind.port}/")
+
+
+# -- L1: the tier's URLs and its out-of-rotation bound, computed by hand ------------------------------
+
+
+def prod_with_lb(**changes):
+    config, _ = load_stack("prod")
+    values = copy.deepcopy(config.values)
+    values["loadBalancer"].update(changes)
+    return load_fleet(values, config.secret_keys, config.other_keys)
+
+
+@pytest.mark.parametrize(
+    ("changes", "frontend", "stats"),
+    [
+        ({}, "http://10.0.0.10/", "http://10.0.0.10:8404/stats"),
+        ({"frontend": {"address": "10.0.0.10", "port": 8080}}, "http://10.0.0.10:8080/", "http://10.0.0.10:8404/stats"),
+        ({"https": {"enabled": True}}, "https://10.0.0.10/", "https://10.0.0.10:8404/stats"),
+        ({"https": {"enabled": True, "port": 8443}, "stats": {"bind": {"address": "0.0.0.0", "port": 9000},
+                                                             "uri": "/haproxy"}},
+         "https://10.0.0.10:8443/", "https://10.0.0.10:9000/haproxy"),
+        ({"frontend": {"address": "0.0.0.0", "port": 443}, "stats": {"enabled": False}}, "http://10.0.0.10:443/", None),
+        ({"frontend": {"address": "127.0.0.1", "port": 8080}, "stats": {"bind": {"address": "127.0.0.1", "port": 80}}},
+         "http://127.0.0.1:8080/", "http://127.0.0.1/stats"),
+    ],
+    ids=["prod", "frontend-port", "https", "https-port-stats-any", "any-address-no-stats", "loopback"],
+)  # fmt: skip
+def test_frontend_and_stats_urls(changes, frontend, stats):
+    """Default ports are left out, others shown; 0.0.0.0 is reached at the node's own address."""
+    fleet = prod_with_lb(**changes)
+    lb = fleet.load_balancer
+    assert frontend_url(lb, fleet) == frontend
+    assert stats_url(lb, fleet) == stats
+
+
+@pytest.mark.parametrize(
+    ("check", "timeouts", "bound"),
+    [
+        ({"intervalMs": 2000, "fall": 3, "fastIntervalMs": 500, "timeoutMs": 1000}, {"connect": 5000}, 6000),
+        ({"intervalMs": 2000, "fall": 3, "fastIntervalMs": 500, "timeoutMs": 1000}, {"connect": 300}, 3900),
+        ({"intervalMs": 100, "fall": 1, "fastIntervalMs": 50, "timeoutMs": 100}, {}, 200),
+        ({"intervalMs": 400, "fall": 2, "fastIntervalMs": 100, "timeoutMs": 400}, {"connect": 1000}, 1300),
+    ],
+    ids=["check-timeout", "connect-caps", "fall-1", "interval-caps"],
+)
+def test_out_of_rotation_bound_is_interval_plus_fastinters_plus_capped_timeouts(check, timeouts, bound):
+    """intervalMs + (fall - 1) x fastIntervalMs + fall x min(timeoutMs, connect timeout, intervalMs)."""
+    lb = prod_with_lb(healthCheck={"path": "/", **check}, timeoutsMs=timeouts).load_balancer
+    assert out_of_rotation_bound_ms(lb) == bound

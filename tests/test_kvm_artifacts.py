@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,10 +20,10 @@ from support.tools import require_tool
 from components.guests.kvm_seed import KICKSTART_PATH, SEED_PATHS, guest_mac
 from components.model import KvmGuest as KvmGuestModel
 from components.osfamily import os_family
-from plan.run import ROOT, load_stack, run_program
+from plan.run import load_stack, run_program
 from plan.write import machine_files
 
-KSVALIDATOR = ROOT / ".venv" / "bin" / "ksvalidator"
+KSVALIDATOR = Path(sys.executable).parent / "ksvalidator"  # the venv running the tests (also in mutmut's copy)
 
 
 @pytest.fixture(scope="module")

@@ -752,3 +752,21 @@ def test_the_program_reads_config_through_the_same_model(prod_values, tmp_path):
     with pytest.raises(FleetConfigError) as caught:
         _program_fleet(prod_values, tmp_path)
     assert caught.value.paths() == ["virtfleet:colour"]
+
+
+def test_plain_http_disk_images_of_other_types_warn_at_their_image_key(prod_values):
+    """VirtualBox and Xen images: the warning names the guest's image key (VirtualBox's is a plain URL,
+    so the key is image itself); https, or a KVM/Xen image with a sha256, does not warn."""
+    from components.model.rules import image_warnings
+
+    guest(prod_values, "centos7vm1")["image"] = "http://mirror.example/c7.vdi"
+    guest(prod_values, "webserver2")["image"] = {"url": "http://mirror.example/el9.qcow2"}
+    warnings = image_warnings(load_fleet(prod_values, {"sshPrivateKey"}))
+    assert [w.split(":", 2)[:2] for w in warnings] == [
+        ["virtfleet", "guests[3].image.url"],
+        ["virtfleet", "guests[6].image"],
+    ]
+    assert warnings[1].startswith("virtfleet:guests[6].image: http://mirror.example/c7.vdi is fetched over plain HTTP")
+    guest(prod_values, "centos7vm1")["image"] = "https://mirror.example/c7.vdi"
+    guest(prod_values, "webserver2")["image"]["sha256"] = "0" * 64
+    assert image_warnings(load_fleet(prod_values, {"sshPrivateKey"})) == []

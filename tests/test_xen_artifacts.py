@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib
 import subprocess
 import sys
@@ -21,10 +22,19 @@ from pathlib import Path
 import pytest
 from support.tools import require_tool
 
-from components.guests.xen_config import render_domain_step, render_seed_step, render_xl_cfg
+from components.guests.xen_config import (
+    base_image_path,
+    domain_replace_fields,
+    render_base_image_step,
+    render_domain_step,
+    render_seed_step,
+    render_xl_cfg,
+    seed_files,
+    xen_mac,
+)
 from components.model import FleetConfigError, load_fleet
 from components.osfamily import os_family
-from plan.run import ROOT, load_stack
+from plan.run import load_stack
 
 
 def _load_xl_fake():
@@ -41,7 +51,7 @@ def _load_xl_fake():
 
 xl_fake = _load_xl_fake()
 
-KSVALIDATOR = ROOT / ".venv" / "bin" / "ksvalidator"
+KSVALIDATOR = Path(sys.executable).parent / "ksvalidator"  # the venv running the tests (also in mutmut's copy)
 INSTALL = {"location": "https://vault.centos.org/7.9.2009/os/x86_64/", "packages": ["@core", "httpd"]}
 VARIANTS = {
     "prod": {},
@@ -176,3 +186,99 @@ def test_bad_xen_settings_are_refused_naming_the_guest(changes, key, message):
         fleet_with(**changes)
     text = str(err.value)
     assert "virtfleet:guests[" in text and message in text, text
+
+
+def test_base_image_step_downloads_one_url_per_host_into_the_images_dir():
+    url, digest = "https://images.example/el9.qcow2", "ab" * 32
+    name, path = base_image_path("xen1", url, ".qcow2")
+    assert path.startswith("/var/lib/xen/images/") and path.endswith(".qcow2") and "xen1" not in name
+    step = render_base_image_step("xen1", url, digest)
+    assert (step.machine, step.name) == ("xen1", name)
+    assert f"vf_url={url}\nvf_path={path}\nvf_sha256={digest}\n" in step.create
+    unpinned = render_base_image_step("xen1", url, None)
+    assert f"vf_path={path}\nvf_sha256=''\n" in unpinned.create
+    kernel = render_base_image_step("xen1", "https://tree.example/images/pxeboot/vmlinuz", None, "")
+    assert base_image_path("xen1", "https://tree.example/images/pxeboot/vmlinuz", "")[1] in kernel.create
+    assert not base_image_path("xen1", "https://tree.example/images/pxeboot/vmlinuz", "")[1].endswith(".qcow2")
+
+
+def test_seed_step_holds_the_seed_files_readable_by_root_only(variants):
+    keys = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHVmYWtla2V5Zm9ydGVzdHNvbmx5ZmFrZWtleWZha2Vr test",)
+    for name, fleet in variants.items():
+        guest = fleet.guest("webserver2")
+        expected = seed_files(guest, fleet, keys, "$6$salt$hash")
+        step = render_seed_step(guest, fleet, keys, "$6$salt$hash")
+        assert step.secret and step.machine == "xen1"
+        assert {f.path: (f.content, f.mode) for f in step.files} == {
+            f"/var/lib/virtfleet/xen/webserver2/seed/{n}": (text, 0o600) for n, text in expected.items()
+        }, name
+        if guest.uses_installer:
+            assert set(expected) == {"user-data"} and "rootpw --iscrypted $6$salt$hash" in expected["user-data"]
+            assert keys[0] in expected["user-data"]
+            with pytest.raises(ValueError, match="guest webserver2: the kickstart needs root's password hash"):
+                seed_files(guest, fleet, keys, None)
+        else:
+            assert set(expected) == {"user-data", "meta-data", "network-config"}
+            assert keys[0] in expected["user-data"]
+            assert (
+                f"macaddress: '{xen_mac(guest)}'" in expected["network-config"]
+                or xen_mac(guest) in (expected["network-config"])
+            )
+            # a new instance-id whenever user-data or network-config change (cloud-init applies it again)
+            seed = hashlib.sha256(f"{expected['user-data']}\0{expected['network-config']}".encode()).hexdigest()
+            assert f"{guest.name}-{seed[:12]}" in expected["meta-data"]
+
+
+EL9_CLOUD = "https://cloud.centos.org/centos/9-stream/x86_64/images/CentOS-Stream-GenericCloud-9-latest.x86_64.qcow2"
+
+
+def test_replace_fields_are_what_xl_cannot_change_live(variants):
+    """Written out by hand from prod's stack: a change of any of these is a new domain."""
+    fleet = variants["prod"]
+    web, mail = fleet.guest("webserver2"), fleet.guest("mailserver")
+    assert domain_replace_fields(web) == {
+        "type": "pvh", "maxmem": 4096, "maxvcpus": 4, "mac": xen_mac(web), "bridge": "brid0", "disk": 20,
+        "source": EL9_CLOUD, "on_reboot": "restart", "on_crash": "restart", "graphics": "none",
+    }  # fmt: skip
+    assert domain_replace_fields(mail) == {
+        "type": "pv", "maxmem": 256, "maxvcpus": 1, "mac": xen_mac(mail), "bridge": "brid0", "disk": 8,
+        "source": EL9_CLOUD, "on_reboot": "destroy", "on_crash": "destroy", "graphics": "none",
+    }  # fmt: skip
+    assert xen_mac(web) != xen_mac(mail)
+    installer = variants["installer"].guest("webserver2")
+    assert domain_replace_fields(installer)["source"] == INSTALL["location"]
+    assert domain_replace_fields(variants["hvm-spice"].guest("webserver2"))["graphics"] == "spice"
+
+
+def test_domain_step_carries_the_guests_settings(variants):
+    for name, fleet in variants.items():
+        guest = fleet.guest("webserver2")
+        lifecycle = render_domain_step(guest, fleet)
+        step = lifecycle.step
+        assert lifecycle.replace_fields == domain_replace_fields(guest)
+        assert (step.machine, step.name, step.secret) == ("xen1", "webserver2-domain", True)
+        assert (
+            "vf_name=webserver2\nvf_cfg=/etc/xen/webserver2.cfg\nvf_disk=/var/lib/xen/images/webserver2.img\n"
+            "vf_seed=/var/lib/xen/images/webserver2-seed.iso\nvf_auto=/etc/xen/auto/webserver2.cfg\n"
+            "vf_state_dir=/var/lib/virtfleet/xen/webserver2\nvf_memory=2048\nvf_vcpus=2\nvf_target=running\n"
+            "vf_shutdown_timeout=120\n"
+        ) in step.create, name
+        assert f'[ "$(vf_info type)" != {guest.mode} ]' in step.create
+        assert '"$vf_name" xen1 "${vf_now/absent/stopped}"' in step.create  # the read-back's host
+        files = {f.path: f.content for f in step.files}
+        assert files["/etc/xen/webserver2.cfg"] == render_xl_cfg(guest, fleet)
+        assert (
+            "timeout 120 xl shutdown -w" in step.delete and "vf_remove_file /etc/xen/auto/webserver2.cfg" in step.delete
+        )
+        if guest.uses_installer:
+            assert files["/var/lib/virtfleet/xen/webserver2/install.cfg"] == render_xl_cfg(guest, fleet, install=True)
+            assert 'qemu-img create -q -f raw "$vf_disk.part" 20G' in step.create and "-ge 3600 ]" in step.create
+            assert "images-pxeboot-vmlinuz" in step.create or "vmlinuz" in step.create
+            disk = "vf_remove_file /var/lib/xen/images/webserver2.img\n"
+            assert "kept (retainDisk)" in step.delete and disk not in step.delete
+        else:
+            assert set(files) == {"/etc/xen/webserver2.cfg"}
+            base = base_image_path("xen1", EL9_CLOUD, ".qcow2")[1]
+            assert f'qemu-img convert -O raw {base} "$vf_disk.part"' in step.create
+            assert 'qemu-img resize -q -f raw "$vf_disk.part" 20G' in step.create
+            assert "vf_remove_file /var/lib/xen/images/webserver2.img\n" in step.delete
