@@ -25,11 +25,13 @@ from support.tools import require_tool
 from components.guests.xen_config import (
     base_image_path,
     domain_replace_fields,
+    installer,
     render_base_image_step,
     render_domain_step,
     render_seed_step,
     render_xl_cfg,
     seed_files,
+    spice_port,
     xen_mac,
 )
 from components.model import FleetConfigError, load_fleet
@@ -282,3 +284,44 @@ def test_domain_step_carries_the_guests_settings(variants):
             assert f'qemu-img convert -O raw {base} "$vf_disk.part"' in step.create
             assert 'qemu-img resize -q -f raw "$vf_disk.part" 20G' in step.create
             assert "vf_remove_file /var/lib/xen/images/webserver2.img\n" in step.delete
+
+
+def test_installer_boots_the_trees_pv_kernel_with_a_static_address_and_the_seeds_kickstart(variants):
+    fleet = variants["installer"]
+    guest = fleet.guest("webserver2")
+    boot = installer(guest, fleet)
+    tree = INSTALL["location"]
+    assert boot.extra == (
+        f"inst.repo={tree} inst.ks=hd:LABEL=cidata:/user-data inst.text ifname=lan0:{xen_mac(guest)} "
+        "ip=10.0.0.12::10.0.0.1:255.255.255.0:webserver2.packt.co.uk:lan0:none nameserver=10.0.0.1 console=hvc0"
+    )
+    assert boot.kernel == base_image_path("xen1", f"{tree}images/pxeboot/vmlinuz", "")[1]
+    assert boot.initrd == base_image_path("xen1", f"{tree}images/pxeboot/initrd.img", "")[1]
+    assert boot.kernel != boot.initrd and boot.kernel.startswith("/var/lib/xen/images/")
+
+
+def test_base_images_are_named_by_host_url_and_suffix():
+    """One file per URL on a host: the name keeps the URL's file name readable, a hash of the whole URL
+    keeps two trees' equal file names apart."""
+    a = base_image_path("xen1", "https://a.example/7/images/pxeboot/vmlinuz", "")
+    b = base_image_path("xen1", "https://b.example/9/images/pxeboot/vmlinuz", "")
+    assert a != b and a[0].startswith("xen-base-vmlinuz-") and a[1].startswith("/var/lib/xen/images/virtfleet-base-")
+    assert a[1].endswith("vmlinuz-" + a[1].rsplit("-", 1)[1]) and not a[1].endswith(".qcow2")
+    assert base_image_path("xen2", "https://a.example/7/images/pxeboot/vmlinuz", "")[1] == a[1]
+    image = base_image_path("xen1", "https://a.example/el9.qcow2", ".qcow2")
+    assert image[1].endswith(".qcow2") and image[0] == image[1].rsplit("/", 1)[1].removesuffix(".qcow2").replace(
+        "virtfleet-base-", "xen-base-"
+    )
+
+
+def test_spice_ports_follow_the_guests_order_on_their_host():
+    config, _ = load_stack("prod")
+    values = copy.deepcopy(config.values)
+    for g in values["guests"]:
+        if g["name"] in ("webserver2", "mailserver"):
+            g.update(mode="hvm", graphics="spice")
+    fleet = load_fleet(values, config.secret_keys, config.other_keys)
+    assert [spice_port(fleet.guest(n), fleet) for n in ("webserver2", "mailserver")] == [5910, 5911]
+    assert "spiceport = 5911\n" in render_xl_cfg(fleet.guest("mailserver"), fleet)
+    vnc = fleet_with(mode="hvm")
+    assert spice_port(vnc.guest("webserver2"), vnc) == 5910  # not a SPICE guest: the base, unused
