@@ -386,6 +386,43 @@ RULE_CASES: list[tuple[str, Callable[[dict], None], str, str]] = [
         "is not an address of d2 (none, 127.0.0.1 or 0.0.0.0)",
     ),
     (
+        "host-name-duplicate",
+        _set(lambda v: host(v, "xen1"), "name", "kvm1"),
+        "virtfleet:hosts[1].name",
+        "the name kvm1 is already used at virtfleet:hosts[0].name",
+    ),
+    (
+        "bridge-name-duplicate",
+        lambda v: KVM1(v)["bridges"].append({"name": "brid0", "interface": "eth1", "address": "10.9.0.2/24"}),
+        "virtfleet:hosts[0].bridges[1].name",
+        "the bridge name brid0 is already used at virtfleet:hosts[0].bridges[0].name",
+    ),
+    (
+        "bridge-interface-duplicate",
+        lambda v: KVM1(v)["bridges"].append({"name": "brid1", "interface": "eth0", "address": "10.9.0.2/24"}),
+        "virtfleet:hosts[0].bridges[1].interface",
+        "the interface eth0 is already used at virtfleet:hosts[0].bridges[0].interface",
+    ),
+    (
+        # guests[0] has no MAC of its own: an absent value is skipped, the search goes on
+        "mac-duplicate-after-a-guest-without-one",
+        lambda v: guest(v, "centos7guest")["network"].update(mac="52:54:00:00:00:11"),
+        "virtfleet:guests[2].network.mac",
+        "the MAC address 52:54:00:00:00:11 is already used at virtfleet:guests[1].network.mac",
+    ),
+    (
+        "el7-only-role-on-el9",
+        _set(lambda v: host(v, "xen1"), "osFamily", "el9"),
+        "virtfleet:hosts[1].osFamily",
+        "the xen role needs el7: ",
+    ),
+    (
+        "el7-only-role-on-el9-names-the-family",
+        _set(lambda v: host(v, "xen1"), "osFamily", "el9"),
+        "virtfleet:hosts[1].osFamily",
+        "(got 'el9')",
+    ),
+    (
         "health-timeout-above-interval",
         _set(lambda v: _lb(v)["healthCheck"], "timeoutMs", 600),
         "virtfleet:loadBalancer.healthCheck.timeoutMs",
@@ -430,13 +467,13 @@ CASES: list[tuple[str, Callable[[dict], None], str, str]] = [
         "ip-duplicate",
         _set(_net("webserver1"), "ip", "10.0.0.10"),
         "virtfleet:guests[1].network.ip",
-        "already used",
+        "the IP address 10.0.0.10 is already used at virtfleet:guests[0].network.ip",
     ),
     (
         "mac-duplicate",
         lambda v: guest(v, "haproxy")["network"].update(mac="52:54:00:00:00:11"),
         "virtfleet:guests[1].network.mac",
-        "already used",
+        "the MAC address 52:54:00:00:00:11 is already used at virtfleet:guests[0].network.mac",
     ),
     (
         "mac-malformed",
@@ -456,8 +493,18 @@ CASES: list[tuple[str, Callable[[dict], None], str, str]] = [
         "virtfleet:guests[1].network.bridge",
         "host kvm1 has no such bridge (brid0)",
     ),
-    ("guest-name-duplicate", _set(WEB1, "name", "haproxy"), "virtfleet:guests[1].name", "already used"),
-    ("guest-name-host-clash", _set(WEB1, "name", "kvm1"), "virtfleet:guests[1].name", "already used"),
+    (
+        "guest-name-duplicate",
+        _set(WEB1, "name", "haproxy"),
+        "virtfleet:guests[1].name",
+        "the name haproxy is already used at virtfleet:guests[0].name",
+    ),
+    (
+        "guest-name-host-clash",
+        _set(WEB1, "name", "kvm1"),
+        "virtfleet:guests[1].name",
+        "the name kvm1 is already used at virtfleet:hosts[0].name",
+    ),
     ("guest-name-shell", _set(WEB1, "name", "web;rm -rf /"), "virtfleet:guests[1].name", "pattern"),
     ("guest-name-traversal", _set(WEB1, "name", "../../etc"), "virtfleet:guests[1].name", "pattern"),
     ("guest-name-uppercase", _set(WEB1, "name", "WebServer1"), "virtfleet:guests[1].name", "pattern"),
@@ -541,7 +588,7 @@ CASES: list[tuple[str, Callable[[dict], None], str, str]] = [
         "host-address-duplicate",
         _set(lambda v: host(v, "xen1"), "address", "10.0.0.2"),
         "virtfleet:hosts[1].address",
-        "already used",
+        "the address 10.0.0.2 is already used at virtfleet:hosts[0].address",
     ),
     ("capacity-memory", _set(CAP, "memoryMiB", 4096), "virtfleet:hosts[0].capacity.memoryMiB", "ask for"),
     ("capacity-cpu", _set(CAP, "cpuThreads", 1), "virtfleet:hosts[0].capacity.cpuThreads", "ask for"),
@@ -661,7 +708,8 @@ def test_malformed_stack_names_the_key(prod_values, mutate, path, word):
         load_fleet(prod_values, {"sshPrivateKey"})
     matching = [p for p in caught.value.problems if p.path == path]
     assert matching, f"expected a problem at {path}, got:\n{caught.value}"
-    assert any(word.lower() in p.message.lower() for p in matching), str(caught.value)
+    # the whole report line: the message and the value it names ("(got 'el9')")
+    assert any(word.lower() in str(p).lower() for p in matching), str(caught.value)
 
 
 def test_corpus_is_large_enough():
