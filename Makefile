@@ -53,10 +53,10 @@ preview: $(STAMP) engine
 	bash engine/preview.sh $(STACK)
 
 ## mutate: mutation score of the templates (mutation/templates.py) and of the Python modules in
-## pyproject.toml [tool.mutmut] (mutmut, time-bounded); not part of `make test` or CI; ~1 h on 2 cores
+## pyproject.toml [tool.mutmut] (mutmut, time-bounded); not part of `make test` or CI; ~2 h on 2 cores
 mutate: $(STAMP)
 	$(PY) -m mutation.templates
-	$(PY) -m mutation.python --time-limit $(or $(MUTATE_SECONDS),1800)
+	$(PY) -m mutation.python --time-limit $(or $(MUTATE_SECONDS),5400)
 
 ## backend-db: a local PostgreSQL for Pulumi's state (TLS, least-privilege role, pgpass); prints what to export
 backend-db:

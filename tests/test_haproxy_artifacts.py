@@ -15,10 +15,15 @@ import pytest
 from support.tools import require_tool
 
 from components.haproxy_config import (
+    MAXCONN,
+    RETRIES,
     frontend_url,
+    haproxy_quote,
     out_of_rotation_bound_ms,
     render_haproxy_cfg,
     render_rsyslog_conf,
+    render_tmpfiles_conf,
+    retries,
     stats_url,
 )
 from components.haproxy_tier import render_config_step, render_install_step
@@ -266,10 +271,13 @@ def prod_with_lb(**changes):
                                                              "uri": "/haproxy"}},
          "https://10.0.0.10:8443/", "https://10.0.0.10:9000/haproxy"),
         ({"frontend": {"address": "0.0.0.0", "port": 443}, "stats": {"enabled": False}}, "http://10.0.0.10:443/", None),
+        ({"frontend": {"address": "0.0.0.0", "port": 80}, "https": {"enabled": True}, "stats": {"enabled": False}},
+         "https://10.0.0.10/", None),
         ({"frontend": {"address": "127.0.0.1", "port": 8080}, "stats": {"bind": {"address": "127.0.0.1", "port": 80}}},
          "http://127.0.0.1:8080/", "http://127.0.0.1/stats"),
     ],
-    ids=["prod", "frontend-port", "https", "https-port-stats-any", "any-address-no-stats", "loopback"],
+    ids=["prod", "frontend-port", "https", "https-port-stats-any", "any-address-no-stats", "https-any-address",
+         "loopback"],
 )  # fmt: skip
 def test_frontend_and_stats_urls(changes, frontend, stats):
     """Default ports are left out, others shown; 0.0.0.0 is reached at the node's own address."""
@@ -293,3 +301,46 @@ def test_out_of_rotation_bound_is_interval_plus_fastinters_plus_capped_timeouts(
     """intervalMs + (fall - 1) x fastIntervalMs + fall x min(timeoutMs, connect timeout, intervalMs)."""
     lb = prod_with_lb(healthCheck={"path": "/", **check}, timeoutsMs=timeouts).load_balancer
     assert out_of_rotation_bound_ms(lb) == bound
+
+
+def test_haproxy_quote_single_quotes_and_refuses_control_characters():
+    assert haproxy_quote("it's a pass") == "'it'\\''s a pass'"
+    assert haproxy_quote("") == "''"
+    for bad in ("a\nb", "tab\there", "nul\x00", "del\x7f", "esc\x1b"):
+        with pytest.raises(ValueError, match=r"^an haproxy.cfg value cannot hold control characters \(newline, tab"):
+            haproxy_quote(bad)
+    assert haproxy_quote("é ü ß") == "'é ü ß'"  # not a control character
+
+
+def test_rendered_cfg_carries_the_nodes_name_auth_realm_limits_and_log_ring():
+    fleet = prod_with_lb()
+    lb = fleet.load_balancer
+    cfg = render_haproxy_cfg(lb, fleet, stats_password="s3cret'x")
+    assert cfg.startswith("# /etc/haproxy/haproxy.cfg on haproxy, rendered by virtfleet")
+    assert "    stats realm 'HAProxy Statistics'\n    stats auth 'haproxy:s3cret'\\''x'\n" in cfg
+    assert f"    maxconn {MAXCONN}\n" in cfg and MAXCONN == 4096
+    assert "hdr Host haproxy.packt.co.uk\n" in cfg
+    assert "    log ring@rsyslog local2 info\n" in cfg and "\nring rsyslog\n" in cfg
+    udp = prod_with_lb(logTransport="udp")
+    udp_cfg = render_haproxy_cfg(udp.load_balancer, udp, stats_password="x")
+    assert "ring@" not in udp_cfg and "\nring " not in udp_cfg
+    off = prod_with_lb(stats={"enabled": False})
+    off_cfg = render_haproxy_cfg(off.load_balancer, off, stats_password=None)
+    assert "stats auth" not in off_cfg and ":8404" not in off_cfg
+    with pytest.raises(ValueError, match=r"^the stats page is enabled, so it needs a password$"):
+        render_haproxy_cfg(lb, fleet, stats_password=None)
+    assert "/var/log/haproxy.log" in render_rsyslog_conf(lb)
+
+
+def test_tmpfiles_recreates_the_admin_socket_directory():
+    assert render_tmpfiles_conf().splitlines()[-1] == "d /run/haproxy 0755 root root -"
+
+
+def test_retries_reach_a_backup_past_every_dead_active_server():
+    """backends x (errorLimit + 1, or 2 without observe) + 1, at least RETRIES."""
+    lb = prod_with_lb().load_balancer
+    assert retries(lb) == max(RETRIES, 3 * (lb.health_check.error_limit + 1) + 1)
+    unobserved = prod_with_lb(healthCheck={"path": "/", "observe": "none"}).load_balancer
+    assert retries(unobserved) == max(RETRIES, 3 * 2 + 1)
+    many = prod_with_lb(healthCheck={"path": "/", "observe": "layer4", "errorLimit": 5}).load_balancer
+    assert retries(many) == 3 * 6 + 1 > RETRIES

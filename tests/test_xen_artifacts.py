@@ -298,6 +298,15 @@ def test_installer_boots_the_trees_pv_kernel_with_a_static_address_and_the_seeds
     assert boot.kernel == base_image_path("xen1", f"{tree}images/pxeboot/vmlinuz", "")[1]
     assert boot.initrd == base_image_path("xen1", f"{tree}images/pxeboot/initrd.img", "")[1]
     assert boot.kernel != boot.initrd and boot.kernel.startswith("/var/lib/xen/images/")
+    config, _ = load_stack("prod")
+    values = copy.deepcopy(config.values)
+    next(h for h in values["hosts"] if h["name"] == "xen1")["bridges"][0].pop("gateway")
+    next(g for g in values["guests"] if g["name"] == "webserver2").update(VARIANTS["installer"])
+    no_gateway = load_fleet(values, config.secret_keys, config.other_keys)
+    assert (
+        " ip=10.0.0.12:::255.255.255.0:webserver2.packt.co.uk:lan0:none "
+        in installer(no_gateway.guest("webserver2"), no_gateway).extra
+    )
 
 
 def test_base_images_are_named_by_host_url_and_suffix():
@@ -308,6 +317,8 @@ def test_base_images_are_named_by_host_url_and_suffix():
     assert a != b and a[0].startswith("xen-base-vmlinuz-") and a[1].startswith("/var/lib/xen/images/virtfleet-base-")
     assert a[1].endswith("vmlinuz-" + a[1].rsplit("-", 1)[1]) and not a[1].endswith(".qcow2")
     assert base_image_path("xen2", "https://a.example/7/images/pxeboot/vmlinuz", "")[1] == a[1]
+    named_base = base_image_path("xen1", "https://a.example/base-image.qcow2", ".qcow2")[0]
+    assert named_base.startswith("xen-base-base-image-")  # only the prefix is renamed, not the file's own "base-"
     image = base_image_path("xen1", "https://a.example/el9.qcow2", ".qcow2")
     assert image[1].endswith(".qcow2") and image[0] == image[1].rsplit("/", 1)[1].removesuffix(".qcow2").replace(
         "virtfleet-base-", "xen-base-"
@@ -325,3 +336,8 @@ def test_spice_ports_follow_the_guests_order_on_their_host():
     assert "spiceport = 5911\n" in render_xl_cfg(fleet.guest("mailserver"), fleet)
     vnc = fleet_with(mode="hvm")
     assert spice_port(vnc.guest("webserver2"), vnc) == 5910  # not a SPICE guest: the base, unused
+    # only SPICE guests count: webserver2 (listed first, VNC) leaves mailserver the first SPICE port
+    values = copy.deepcopy(config.values)
+    next(g for g in values["guests"] if g["name"] == "mailserver").update(mode="hvm", graphics="spice")
+    alone = load_fleet(values, config.secret_keys, config.other_keys)
+    assert spice_port(alone.guest("mailserver"), alone) == 5910
