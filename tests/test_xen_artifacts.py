@@ -272,7 +272,14 @@ def test_domain_step_carries_the_guests_settings(variants):
         assert (
             "timeout 120 xl shutdown -w" in step.delete and "vf_remove_file /etc/xen/auto/webserver2.cfg" in step.delete
         )
+        header = f"# /etc/xen/webserver2.cfg: virtfleet Xen guest webserver2 ({guest.os_family}, "
+        source = f"installer {INSTALL['location']}" if guest.uses_installer else f"cloud image {EL9_CLOUD}"
+        assert files["/etc/xen/webserver2.cfg"].startswith(f"{header}{source}), for xl create.\n")
+        assert "target=/var/lib/xen/images/webserver2-seed.iso" in files["/etc/xen/webserver2.cfg"]
+        assert 'ln -sfn "$vf_cfg" "$vf_auto"' in step.create  # autostart: true in prod
         if guest.uses_installer:
+            boot = installer(guest, fleet)
+            assert f'for vf_need in "$vf_seed" {boot.kernel} {boot.initrd}; do' in step.create
             assert files["/var/lib/virtfleet/xen/webserver2/install.cfg"] == render_xl_cfg(guest, fleet, install=True)
             assert 'qemu-img create -q -f raw "$vf_disk.part" 20G' in step.create and "-ge 3600 ]" in step.create
             assert "images-pxeboot-vmlinuz" in step.create or "vmlinuz" in step.create
@@ -281,6 +288,7 @@ def test_domain_step_carries_the_guests_settings(variants):
         else:
             assert set(files) == {"/etc/xen/webserver2.cfg"}
             base = base_image_path("xen1", EL9_CLOUD, ".qcow2")[1]
+            assert f'for vf_need in "$vf_seed" {base}; do' in step.create
             assert f'qemu-img convert -O raw {base} "$vf_disk.part"' in step.create
             assert 'qemu-img resize -q -f raw "$vf_disk.part" 20G' in step.create
             assert "vf_remove_file /var/lib/xen/images/webserver2.img\n" in step.delete
@@ -341,3 +349,22 @@ def test_spice_ports_follow_the_guests_order_on_their_host():
     next(g for g in values["guests"] if g["name"] == "mailserver").update(mode="hvm", graphics="spice")
     alone = load_fleet(values, config.secret_keys, config.other_keys)
     assert spice_port(alone.guest("mailserver"), alone) == 5910
+
+
+def test_domain_without_autostart_has_no_link_and_an_explicit_image_is_its_source():
+    fleet = fleet_with(autostart=False, image={"url": "https://images.example/el9-custom.qcow2"})
+    guest = fleet.guest("webserver2")
+    step = render_domain_step(guest, fleet).step
+    assert "ln -sfn" not in step.create and 'vf_remove_file "$vf_auto"' in step.create
+    assert domain_replace_fields(guest)["source"] == "https://images.example/el9-custom.qcow2"
+    base = base_image_path("xen1", "https://images.example/el9-custom.qcow2", ".qcow2")[1]
+    assert f'for vf_need in "$vf_seed" {base}; do' in step.create
+
+
+def test_seed_step_names_its_guest_iso_and_directory(variants):
+    fleet = variants["prod"]
+    step = render_seed_step(fleet.guest("webserver2"), fleet, (), "$6$x$y")
+    assert "# The Xen guest webserver2's NoCloud seed: the files above" in step.create
+    assert "vf_iso=/var/lib/xen/images/webserver2-seed.iso\nvf_seed_dir=/var/lib/virtfleet/xen/webserver2/seed\n" in (
+        step.create
+    )

@@ -197,7 +197,6 @@ def render_domain_step(guest: XenGuest, fleet: Fleet) -> GuestLifecycle:
         kernel, initrd = boot.kernel, boot.initrd
     else:
         base = base_image_path(guest.host, image_url(guest), ".qcow2")[1]
-    host = fleet.host(guest.host)
     step = render_step(
         guest.host,
         f"{guest.name}-domain",
@@ -207,7 +206,6 @@ def render_domain_step(guest: XenGuest, fleet: Fleet) -> GuestLifecycle:
         install_files=False,
         guest=guest.name,
         host=guest.host,
-        host_address=str(host.address),
         installer=guest.uses_installer,
         mode=guest.mode,
         base=base,
