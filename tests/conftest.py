@@ -8,6 +8,7 @@ from functools import cache
 import pytest
 import yaml
 
+from components.model import load_fleet
 from plan.run import ROOT, StackConfig, load_stack, run_program
 
 STACKS = ("dev", "staging", "prod")
@@ -43,3 +44,12 @@ def guest_variant(stack: str, guest: str, **changes):
 @pytest.fixture(params=STACKS)
 def recorded(request):
     return recording(request.param)
+
+
+def edited_fleet(stack: str, edit) -> object:
+    """The validated Fleet of a committed stack after ``edit(values)`` changed a copy of its
+    ``virtfleet:`` values in place (config keys, as a user would edit the stack file)."""
+    config, _ = load_stack(stack)
+    values = copy.deepcopy(config.values)
+    edit(values)
+    return load_fleet(values, set(config.secret_keys), config.other_keys)

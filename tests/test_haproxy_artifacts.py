@@ -7,11 +7,11 @@ on every stack's rendered haproxy.cfg (and an HTTPS variant with a real certific
 
 from __future__ import annotations
 
-import copy
 import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import edited_fleet
 from support.tools import require_tool
 
 from components.haproxy_config import (
@@ -28,7 +28,6 @@ from components.haproxy_config import (
 )
 from components.haproxy_tier import render_config_step, render_install_step
 from components.haproxy_web import web_server_steps
-from components.model import load_fleet
 from components.steps import STDIN_RUNNER
 from plan.mocks import SECRET_MARK, placeholder
 from plan.run import load_stack
@@ -255,10 +254,7 @@ def test_with_https_the_stats_page_is_https_too():
 
 
 def prod_with_lb(**changes):
-    config, _ = load_stack("prod")
-    values = copy.deepcopy(config.values)
-    values["loadBalancer"].update(changes)
-    return load_fleet(values, config.secret_keys, config.other_keys)
+    return edited_fleet("prod", lambda values: values["loadBalancer"].update(changes))
 
 
 @pytest.mark.parametrize(

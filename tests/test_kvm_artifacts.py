@@ -11,19 +11,16 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from support.tools import require_tool
+from support.tools import ksvalidator, require_tool
 
 from components.guests.kvm_seed import KICKSTART_PATH, SEED_PATHS, guest_mac
 from components.model import KvmGuest as KvmGuestModel
 from components.osfamily import os_family
 from plan.run import load_stack, run_program
 from plan.write import machine_files
-
-KSVALIDATOR = Path(sys.executable).parent / "ksvalidator"  # the venv running the tests (also in mutmut's copy)
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +85,7 @@ def test_network_config_is_v2_that_cloud_init_renders_for_the_guest_os(rendered,
 
 
 def test_kickstart_passes_pykickstart_for_the_guest_os_version(rendered, tmp_path: Path):
-    if not KSVALIDATOR.exists():
-        require_tool("ksvalidator")
-    validator = KSVALIDATOR if KSVALIDATOR.exists() else "ksvalidator"
+    validator = ksvalidator()
     checked = 0
     for _fleet, guest, files in rendered:
         if not guest.uses_installer:
@@ -109,8 +104,7 @@ def _ksvalidate(text: str, version: str, tmp_path: Path) -> subprocess.Completed
     """pykickstart's ksvalidator on ``text`` as kickstart ``version`` (RHEL7, RHEL9)."""
     path = tmp_path / "ks.cfg"
     path.write_text(text)
-    validator = KSVALIDATOR if KSVALIDATOR.exists() else require_tool("ksvalidator")
-    return _run([validator, "-v", version, "-e", path])
+    return _run([ksvalidator(), "-v", version, "-e", path])
 
 
 @pytest.mark.parametrize("version", ["RHEL7", "RHEL9"])

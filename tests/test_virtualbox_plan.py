@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import copy
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from conftest import STACKS, guest_variant, recording
-from support.tools import require_tool
+from support.tools import ksvalidator, require_tool
 
 from components.guests.remote_guest import replace_key
 from components.guests.virtualbox import (
@@ -37,7 +35,6 @@ from plan.run import StackConfig, load_stack, run_program
 
 COMMAND = "command:remote:Command"
 GUEST, HOST = "centos7vm1", "vbox1"
-KSVALIDATOR = Path(sys.executable).parent / "ksvalidator"  # the venv running the tests (also in mutmut's copy)
 
 
 def program(**changes):
@@ -238,7 +235,7 @@ def test_rendered_virtualbox_scripts_are_shellcheck_clean(prod_values, tmp_path)
 def test_vm_kickstart_passes_pykickstart(prod_values, family, tmp_path):
     """L3: the kickstart the VM is installed with (SATA disk sda, NIC by MAC, the Guest Additions'
     post-install script), validated by pykickstart as the guest's OS version."""
-    validator = KSVALIDATOR if KSVALIDATOR.exists() else require_tool("ksvalidator")
+    validator = ksvalidator()
     values = copy.deepcopy(prod_values)
     next(g for g in values["guests"] if g["name"] == GUEST)["osFamily"] = family
     fleet = load_fleet(values, {"sshPrivateKey"})

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -36,3 +38,10 @@ def require_tool(name: str) -> str:
 def require_root() -> None:
     if os.geteuid() != 0:
         missing("this test needs root (network namespaces, mount namespaces, sshd)")
+
+
+def ksvalidator() -> str:
+    """pykickstart's ksvalidator: the one beside the running interpreter (the project's venv, also in
+    mutmut's copy of the tree), else one on PATH; skip/fail with the reason when there is none."""
+    beside = Path(sys.executable).parent / "ksvalidator"
+    return str(beside) if beside.exists() else require_tool("ksvalidator")
