@@ -5,11 +5,11 @@
 #   .engine/bin/pulumi-language-python         the Python host   (engine/language-python: sdk/v3, see its go.mod)
 #   .engine/bin/pulumi-language-python-exec    the host's executor script, from the sdk/v3 module of the
 #                                              Python SDK pinned in requirements.txt
-#   .engine/home/                              PULUMI_HOME: the plugin cache the CLI reads (never ~/.pulumi)
 #
 # Binaries are cached outside the repository, keyed by module version and by the hash of the wrapper's
 # go.mod/go.sum and build flags, so a second run (or a fresh clone on the same machine) takes seconds.
-# Provider plugins are not built: see engine/providers.sh and the README ("The real engine").
+# Provider plugins are not built here: `make plugins` (engine/plugins.sh) installs them in the plugin
+# cache every checkout shares ($PULUMI_HOME, default ~/.pulumi); see the README ("The real engine").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -85,6 +85,6 @@ sdk_dir=$(cd engine/cli && go mod download -json "github.com/pulumi/pulumi/sdk/v
 install -m 0755 "$sdk_dir/python/cmd/pulumi-language-python-exec" "$out/bin/pulumi-language-python-exec"
 echo "      pulumi-language-python-exec: from sdk/v3 $sdk_version (the pinned Python SDK)"
 
-mkdir -p "$out/home/plugins"
+rm -rf "$out/home"  # the plugin home of earlier versions: plugins live in the user's plugin cache now
 echo "engine ready in .engine/: $("$out/bin/pulumi" version) (CLI), $host_version (Python language host)."
-echo "provider plugins: none built here (their Go modules are not served to this machine; 'engine/providers.sh' checks)."
+echo "provider plugins: 'make plugins' checks the plugin cache (${PULUMI_HOME:-$HOME/.pulumi}) and installs what is missing."
