@@ -61,6 +61,8 @@ def render_install_step(lb: LoadBalancer, fleet: Fleet) -> RenderedStep:
         install_files=False,  # the script installs them: the snippet only once rsyslogd -N1 accepts it
         package_manager=os_family(node_os_family(lb, fleet)).package_manager,
         socket_dir="/run/haproxy",
+        record="/var/lib/virtfleet/installed/haproxy-install",
+        sebool_record="/var/lib/virtfleet/haproxy-install.haproxy_connect_any",
         tmpfiles=TMPFILES_PATH,
         rsyslog_conf=RSYSLOG_PATH,
         httpd_moves=sorted((old, new) for old, new in HTTPD_MOVES.items() if old in ports),

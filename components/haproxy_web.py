@@ -145,6 +145,10 @@ def _docker(guest: DockerGuest, lb: LoadBalancer, fleet: Fleet) -> WebServerStep
         f"webserver-{guest.name}",
         "webserver-docker",
         files=page_files(guest, lb, fleet, htdocs),
+        # The host's SELinux policy store is shared: the engine runs two docker guests' steps on one
+        # host at once, and both would add (or delete) the same file-context rule; the second
+        # `semanage fcontext -a` fails "already defined". The host lock makes them take turns.
+        lock=True,
         guest=guest.name,
         htdocs=htdocs,
         guest_dir=str(PurePosixPath(htdocs).parent),

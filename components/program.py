@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pulumi
 
 from .guests import GUEST_COMPONENTS, GuestContext
@@ -21,11 +23,12 @@ def pending_guests(fleet: Fleet) -> list[str]:
     return [g.name for g in fleet.guests if g.type not in GUEST_COMPONENTS]
 
 
-def build(fleet: Fleet, secrets: Secrets) -> dict[str, pulumi.Output]:
-    """Create every component of the stack; return the stack outputs."""
+def build(fleet: Fleet, secrets: Secrets, *, operator_home: str | None = None) -> dict[str, pulumi.Output]:
+    """Create every component of the stack; return the stack outputs. ``operator_home``: where the
+    providers' trust files go on the machine running the program (None: nowhere, as in the plan)."""
     for warning in image_warnings(fleet):
         pulumi.log.warn(warning)
-    hosts = {h.name: HypervisorHost(h, fleet=fleet, secrets=secrets) for h in fleet.hosts}
+    hosts = {h.name: HypervisorHost(h, fleet=fleet, secrets=secrets, operator_home=operator_home) for h in fleet.hosts}
     guests = {}
     kvm_images = KvmBaseImages()  # shared by every KVM guest of this run
     docker_images = DockerImages()  # shared by every Docker guest of this run
@@ -69,5 +72,6 @@ def main() -> None:
     except FleetConfigError as err:
         # RunError: Pulumi prints the message alone, no traceback; nothing has been registered.
         raise pulumi.RunError(str(err)) from None
-    for key, value in build(fleet, load_secrets(fleet)).items():
+    # OpenSSH finds ~ in the password database, libvirt's client in $HOME: the same on a sane machine.
+    for key, value in build(fleet, load_secrets(fleet), operator_home=os.path.expanduser("~")).items():
         pulumi.export(key, value)

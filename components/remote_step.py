@@ -30,8 +30,9 @@ class RemoteStep(pulumi.ComponentResource):
         machine: str,
         name: str,
         connection: command.remote.ConnectionArgs,
-        replace_key: str | None = None,
+        replace_key: pulumi.Input[str] | None = None,
         protect: bool = False,
+        download: dict[str, str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
         """``step`` is a RenderedStep, or for secret steps an Output of one.
@@ -41,7 +42,9 @@ class RemoteStep(pulumi.ComponentResource):
         ``triggers[*]`` replace-on-change, so a new key is a replace (delete before create: the old
         guest goes before the new one takes its id), and any other change of the rendered scripts
         is an update that runs the idempotent create script again. ``protect``: Pulumi refuses to
-        delete the Command (and so to run its delete script).
+        delete the Command (and so to run its delete script). ``download`` (shared image steps):
+        ``{"url", "sha256"}`` of the file the step fetches, a prop the policy pack reads
+        (images-pinned) without parsing the script.
 
         Secret steps must be built inside ``Output.apply`` (their text depends on a secret), so
         their resources cannot depend on the text: they upload nothing and their scripts are
@@ -59,6 +62,7 @@ class RemoteStep(pulumi.ComponentResource):
                 "files": resolved.apply(lambda s: {f.path: f.content for f in s.files}),
                 "createScript": resolved.apply(lambda s: s.create),
                 "deleteScript": resolved.apply(lambda s: s.delete),
+                **({"download": download} if download is not None else {}),
             },
             opts,
         )

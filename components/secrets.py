@@ -10,6 +10,7 @@ import pulumi_tls as tls
 
 from .connection import SshCredentials
 from .model import Fleet, KvmGuest, OpenvzGuest, VirtualboxGuest
+from .model.common import normalized_private_key
 from .stack_config import secret_config
 
 
@@ -40,7 +41,9 @@ def public_key_of(private_key: pulumi.Output[str]) -> pulumi.Output[str]:
 
 def load_secrets(fleet: Fleet) -> Secrets:
     lb = fleet.load_balancer
-    private_key = None if fleet.ssh.use_agent else secret_config("sshPrivateKey")
+    # As a key file holds it (ending in a newline): `pulumi config set` drops it, OpenSSH needs it.
+    configured_key = None if fleet.ssh.use_agent else secret_config("sshPrivateKey")
+    private_key = configured_key.apply(normalized_private_key) if configured_key is not None else None
     needs_root = any(
         (isinstance(g, KvmGuest) and g.uses_installer)
         or isinstance(g, OpenvzGuest)

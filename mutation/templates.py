@@ -98,12 +98,8 @@ MUTANTS = (
            'virsh start "$vf_domain" >/dev/null', (POWER,), "paused target from shut off ends running"),
     Mutant("kvm-power.create.sh.j2", 'virsh define "$vf_xml" >/dev/null', "", (POWER,),
            "an installed guest keeps booting the installer"),
-    Mutant("kvm-power.delete.sh.j2",
-           'if virsh dominfo "$vf_domain" >/dev/null 2>&1 && [ "$(virsh domstate "$vf_domain" | head -n 1)" = '
-           '"paused" ]; then',
-           'if virsh dominfo "$vf_domain" >/dev/null 2>&1 && [ "$(virsh domstate "$vf_domain" | head -n 1)" = '
-           '"running" ]; then',
-           (POWER,), "delete resumes nothing"),
+    Mutant("kvm-power.delete.sh.j2", """if [ "${vf_now%%$'\\n'*}" = "paused" ]; then""",
+           """if [ "${vf_now%%$'\\n'*}" = "running" ]; then""", (POWER,), "delete resumes nothing"),
     # Guests and the balancer (the remote guest lifecycle, issues 12-14, and the HAProxy tier).
     Mutant("openvz-container.create.sh.j2",
            '[ "$(vf_conf ONBOOT)" = "$vf_onboot" ] || vf_set+=(--onboot "$vf_onboot")', "", (OPENVZ,),

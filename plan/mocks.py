@@ -9,6 +9,7 @@ sees a real one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import pulumi
@@ -20,7 +21,21 @@ PULLED_IMAGE_ID = "(known after the pull)"
 
 
 def placeholder(what: str) -> str:
+    if what == "sshPrivateKey":
+        return planned_private_key()
     return f"PLAN-PLACEHOLDER-{what}"
+
+
+@cache
+def planned_private_key() -> str:
+    """What the plan logs in with when the stack holds no key: a real key (the model checks that
+    sshPrivateKey parses), made from a fixed seed so every plan is the same, and known to be none of
+    anyone's (its secret half is 32 zero bytes)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+    key = Ed25519PrivateKey.from_private_bytes(bytes(32))
+    return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
 
 
 @dataclass
@@ -38,6 +53,7 @@ class ResourceRecord:
     inputs: dict[str, Any]  # secrets unwrapped: placeholders only, never real values
     secret_paths: set[str] = field(default_factory=set)
     replace_on_changes: list[str] = field(default_factory=list)
+    ignore_changes: list[str] = field(default_factory=list)
 
     def masked_inputs(self) -> dict[str, Any]:
         return _mask(self.inputs, self.secret_paths, "")
@@ -95,6 +111,7 @@ class RecordingMonitor(MockMonitor):
                     inputs=inputs,
                     secret_paths=secrets,
                     replace_on_changes=list(request.replaceOnChanges),
+                    ignore_changes=list(request.ignoreChanges),
                 )
             )
         return super().RegisterResource(request)

@@ -99,10 +99,14 @@ class _ListHandler(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def run_program(config: StackConfig, extra: Callable[[], None] | None = None) -> Recording:
+def run_program(
+    config: StackConfig, extra: Callable[[], None] | None = None, operator_home: str | None = None
+) -> Recording:
     """Run components.program for ``config`` under the recording mocks and return what it registered.
 
     ``extra`` (tests) registers more resources in the same run, as code outside the model would.
+    ``operator_home`` (tests): where the program writes the providers' trust files, as a real run
+    does in the home of the machine running it; the plan writes none.
     """
     from components.program import build
     from components.secrets import load_secrets
@@ -130,7 +134,7 @@ def run_program(config: StackConfig, extra: Callable[[], None] | None = None) ->
     @pulumi.runtime.test
     def program():
         fleet = load_stack_fleet()
-        outputs = build(fleet, load_secrets(fleet))
+        outputs = build(fleet, load_secrets(fleet), operator_home=operator_home)
         if extra is not None:
             extra()
         return pulumi.Output.from_input(asyncio.ensure_future(collect(outputs)))

@@ -14,7 +14,7 @@ import pytest
 from conftest import STACKS, recording
 
 import components.haproxy_web as haproxy_web
-from components.guests.docker import container_args, image_profile
+from components.guests.docker import container_args, image_profile, provider_cpus
 from components.model import DockerGuest as DockerGuestModel
 from components.model import FleetConfigError, load_fleet
 from plan.mocks import PULLED_IMAGE_ID
@@ -86,14 +86,15 @@ def test_container_on_the_lan_bridge_limited_and_locked_down(runs):
         for guest in docker_guests(fleet):
             inputs = rec.named(guest.name, CONTAINER).inputs
             assert inputs["name"] == inputs["hostname"] == guest.name
-            assert inputs["memory"] == guest.memory_mib and inputs["cpus"] == str(guest.vcpus)
-            assert inputs["networkMode"] == guest.network.bridge
+            assert inputs["memory"] == guest.memory_mib and inputs["cpus"] == f"{guest.vcpus}.0"
+            # The provider's default network_mode: created on docker0, then moved with its address.
+            assert "networkMode" not in inputs
             assert inputs["networksAdvanced"] == [{"name": guest.network.bridge, "ipv4Address": str(guest.network.ip)}]
             assert inputs["privileged"] is False and inputs["restart"] == "unless-stopped"
             assert inputs["logOpts"]["max-size"] and inputs["logOpts"]["max-file"]
             # Every stack's docker guests run httpd: read-only root, all capabilities but httpd's dropped.
             assert inputs["readOnly"] is True and inputs["capabilities"]["drops"] == ["ALL"], (stack, guest.name)
-            assert "NET_BIND_SERVICE" in inputs["capabilities"]["adds"]
+            assert "CAP_NET_BIND_SERVICE" in inputs["capabilities"]["adds"]  # dockerd's spelling
             assert "SYS_ADMIN" not in inputs["capabilities"]["adds"]
 
 
@@ -199,7 +200,7 @@ def dev_with(change) -> dict:
 def problems(values) -> list[str]:
     """The problems about web3 (guests[2]); the tier then also finds web3 missing, which is beside the point."""
     with pytest.raises(FleetConfigError) as err:
-        load_fleet(values, set())
+        load_fleet(values, {"sshPrivateKey"})
     return [str(p) for p in err.value.problems if p.path.startswith("virtfleet:guests[2]")]
 
 
@@ -209,7 +210,7 @@ def test_paused_is_refused_naming_the_key():
 
 
 def test_autostart_false_means_restart_no_and_contradictions_are_refused():
-    fleet = load_fleet(dev_with(lambda g: g.update(autostart=False)), set())
+    fleet = load_fleet(dev_with(lambda g: g.update(autostart=False)), {"sshPrivateKey"})
     assert fleet.guest("web3").restart == "no"
     (problem,) = problems(dev_with(lambda g: g.update(autostart=False, restart="always")))
     assert problem.startswith("virtfleet:guests[2]: ") and "restart: always" in problem
@@ -217,7 +218,7 @@ def test_autostart_false_means_restart_no_and_contradictions_are_refused():
 
 def test_stopped_containers_are_created_but_not_started():
     values = dev_with(lambda g: g.update(powerState="stopped"))
-    fleet = load_fleet(values, set())
+    fleet = load_fleet(values, {"sshPrivateKey"})
     args = container_args(fleet.guest("web3"), fleet)
     assert args["start"] is False and args["must_run"] is False
     assert container_args(fleet.guest("backup"), fleet)["start"] is True
@@ -225,10 +226,10 @@ def test_stopped_containers_are_created_but_not_started():
 
 def test_an_image_without_profile_keeps_a_writable_root_and_drops_the_risky_capabilities():
     values = dev_with(lambda g: g.update(image="registry.example:5000/team/app:1.0"))
-    fleet = load_fleet(values, set())
+    fleet = load_fleet(values, {"sshPrivateKey"})
     args = container_args(fleet.guest("web3"), fleet)
     assert args["read_only"] is False and "tmpfs" not in args
-    assert args["capabilities"] == {"drops": ["NET_RAW", "MKNOD", "AUDIT_WRITE"]}
+    assert args["capabilities"] == {"drops": ["CAP_NET_RAW", "CAP_MKNOD", "CAP_AUDIT_WRITE"]}
 
 
 def test_protect_is_the_containers_protect_option(runs):
@@ -237,3 +238,24 @@ def test_protect_is_the_containers_protect_option(runs):
     assert rec.named("backupwebserver", CONTAINER).protect is True
     fleet, rec = runs["dev"]
     assert {rec.named(g.name, CONTAINER).protect for g in docker_guests(fleet)} == {False}
+
+
+@pytest.mark.parametrize(
+    ("vcpus", "read_back"),
+    [
+        (1, "1.0"),
+        (2, "2.0"),
+        (9, "9.0"),
+        (10, "10."),
+        (11, "11.0"),
+        (20, "20."),
+        (100, "100."),
+        (101, "101."),
+        (111, "111.0"),
+    ],
+)
+def test_cpus_are_sent_in_the_form_the_provider_reads_back(vcpus, read_back):
+    """pulumi-docker stores NanoCPUs as its nanoInt64ToDecimalString prints them (written out here from
+    its source, not computed), and cpus is ForceNew: "1" against "1.0" replaced every container at
+    every up (the first real up, issue 23)."""
+    assert provider_cpus(vcpus) == read_back

@@ -20,13 +20,14 @@ KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAOhB7/zzhC+HXDdGOdLwJln5NYwm6UNXx3ch
 
 def _host_steps(rec, host: str) -> dict[str, object]:
     """RemoteSteps under the host component (directly or inside its BridgeNetworks), without the
-    downloads its Xen guests share (``xen-base-…``: parented to the host, made by the guests)."""
+    downloads its Xen and KVM guests share (``xen-base-…``, ``kvm-base-…``: parented to the host,
+    made by the guests)."""
     host_urn = rec.named(host, HOST).urn
     inside = {host_urn} | {r.urn for r in rec.children(host_urn) if r.type == "virtfleet:host:BridgeNetwork"}
     return {
         r.inputs["step"]: r
         for r in rec.of_type(STEP)
-        if r.parent in inside and not r.inputs["step"].startswith("xen-base-")
+        if r.parent in inside and not r.inputs["step"].startswith(("xen-base-", "kvm-base-"))
     }
 
 
@@ -142,7 +143,10 @@ def test_pinned_host_keys_reach_libvirt_and_docker():
     libvirt = rec.named("devbox-libvirt", "pulumi:providers:libvirt")
     query = parse_qs(urlsplit(libvirt.inputs["uri"]).query)
     assert query["knownhosts"] == ["${HOME}/.virtfleet/dev/devbox/known_hosts"]
-    assert query["sshauth"] == ["agent"] and "no_verify" not in query and "known_hosts_verify" not in query
+    assert query["sshauth"] == ["privkey"] and query["keyfile"] == ["${HOME}/.virtfleet/dev/devbox/id"]
+    assert "no_verify" not in query and "known_hosts_verify" not in query
+    # No port in the URI: pulumi-libvirt 0.5.4 would read "10.10.0.2:22" as the host's name.
+    assert libvirt.inputs["uri"].startswith("qemu+ssh://root@10.10.0.2/system?")
     opts = json.loads(rec.named("devbox-docker", "pulumi:providers:docker").inputs["sshOpts"])
     assert "StrictHostKeyChecking=yes" in opts
     assert f"10.10.0.2 {KEY}" in rec.named("devbox-ssh-trust", "command:local:Command").inputs["create"]

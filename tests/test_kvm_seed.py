@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import subprocess
 
 import pytest
 from support.tools import require_tool
 
-from components.guests.kvm_images import base_volume_name
+from components.guests.kvm_images import base_image_names
 from components.guests.kvm_password import root_password_hash, salt_for, sha512_crypt
 from components.guests.kvm_seed import guest_mac, render_user_data
 from components.model import KvmGuest
@@ -48,12 +49,17 @@ def test_root_hash_is_deterministic_per_guest_and_salted_by_name():
     assert root_password_hash("a", "pw").startswith(f"$6${salt_for('a')}$")
 
 
-def test_base_volume_names_come_from_host_and_url_not_positions():
+def test_base_image_names_come_from_the_url_not_positions():
     url = "https://cloud.centos.org/x/CentOS-7-x86_64-GenericCloud.qcow2"
-    resource, volume = base_volume_name("kvm1", url, ".qcow2")
-    assert resource.startswith("kvm1-base-centos-7-x86-64-genericcloud-qcow2-")
-    assert volume.endswith(".qcow2") and base_volume_name("kvm2", url, ".qcow2")[1] == volume
-    assert base_volume_name("kvm1", url + "?v2", ".qcow2")[0] != resource
+    tag = hashlib.sha256(url.encode()).hexdigest()[:10]
+    step, volume = base_image_names(url, ".qcow2")
+    assert step == f"kvm-base-centos-7-x86-64-genericcloud-qcow2-{tag}"
+    assert volume == f"virtfleet-base-centos-7-x86-64-genericcloud-qcow2-{tag}.qcow2"
+    assert base_image_names(url + "?v2", ".qcow2")[0] != step
+    kernel = "https://tree.example/images/pxeboot/vmlinuz"
+    assert (
+        base_image_names(kernel, "")[1] == f"virtfleet-base-vmlinuz-{hashlib.sha256(kernel.encode()).hexdigest()[:10]}"
+    )
 
 
 def test_user_data_for_a_non_root_admin_with_keys_packages_and_runcmd_passes_schema(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 from conftest import STACKS, stack_values
 
@@ -13,8 +15,10 @@ from components.model import (
     Role,
     load_fleet,
 )
+from plan.run import load_stack
 
 SSH_KEY = {"sshPrivateKey"}
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDznE2vP5E1VGkWPq6IZLgUXfCirQLkT9T9JbET23ha3"  # a real public key
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -36,8 +40,7 @@ def test_prod_is_the_seed_topology():
 
 
 def test_defaults_are_applied():
-    values = stack_values("dev")
-    fleet = load_fleet(values, set())
+    _config, fleet = load_stack("dev")  # with the plan's stand-in for the key each user sets
     host = fleet.hosts[0]
     assert host.selinux == "enforcing" and host.allow_reboot is False and host.port == 22
     assert host.capacity.cpu_overcommit == 4.0 and host.capacity.memory_overcommit == 1.0
@@ -59,7 +62,7 @@ def test_defaults_are_applied():
 
 
 def test_fleet_is_immutable():
-    fleet = load_fleet(stack_values("dev"), set())
+    _config, fleet = load_stack("dev")
     with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen error type is an implementation detail
         fleet.hosts[0].name = "other"
     assert isinstance(fleet.hosts, tuple) and isinstance(fleet.guests, tuple)
@@ -95,4 +98,29 @@ def test_missing_ssh_key_is_named_unless_agent(prod_values):
         load_fleet(prod_values, set())
     assert caught.value.paths() == ["virtfleet:sshPrivateKey"]
     prod_values["ssh"]["useAgent"] = True
+    # The agent's key cannot be put on the guests the program logs in to: they must be listed.
+    with pytest.raises(FleetConfigError) as caught:
+        load_fleet(prod_values, set())
+    assert caught.value.paths() == ["virtfleet:ssh.authorizedKeys"]
+    assert "haproxy, webserver1, webserver2" in str(caught.value)
+    prod_values["ssh"]["authorizedKeys"] = [KEY]
     load_fleet(prod_values, set())
+
+
+def test_a_private_key_is_parsed_and_never_quoted(prod_values, tmp_path):
+    """sshPrivateKey is checked where it lands (OpenSSH, the providers): a real unencrypted key, with
+    or without the final newline `pulumi config set` drops; the message never shows the key."""
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", tmp_path / "id"], check=True)
+    key = (tmp_path / "id").read_text()
+    assert load_fleet({**prod_values, "sshPrivateKey": key.rstrip("\n")}, SSH_KEY)
+    broken = key.replace(key.splitlines()[2], key.splitlines()[2][::-1])
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "pass phrase", "-f", tmp_path / "locked"], check=True)
+    for bad, why in (
+        ("not a key at all", "is not a private key file's text"),
+        (broken, "does not parse as a private key"),
+        ((tmp_path / "locked").read_text(), "is encrypted with a passphrase"),
+    ):
+        with pytest.raises(FleetConfigError) as caught:
+            load_fleet({**prod_values, "sshPrivateKey": bad}, SSH_KEY)
+        assert caught.value.paths() == ["virtfleet:sshPrivateKey"] and why in str(caught.value), str(caught.value)
+        assert bad.splitlines()[1 if len(bad.splitlines()) > 1 else 0][:20] not in str(caught.value)

@@ -428,6 +428,34 @@ RULE_CASES: list[tuple[str, Callable[[dict], None], str, str]] = [
         "virtfleet:loadBalancer.healthCheck.timeoutMs",
         "cannot exceed its interval",
     ),
+    # What the providers cannot do, found by the first real `pulumi up` (issue 23).
+    (
+        "kvm-host-ssh-port-not-22",
+        _set(KVM1, "port", 2222),
+        "virtfleet:hosts[0].port",
+        "reaches libvirt over SSH on port 22 only (it reads a port in its qemu+ssh URI as part of the host "
+        "name): give this host port 22 (got 2222)",
+    ),
+    (
+        "jump-host-with-a-kvm-host",
+        _ssh("jumpHost", {"host": "10.0.0.1"}),
+        "virtfleet:ssh.jumpHost",
+        "would dial the kvm host(s) kvm1 directly: reach them without ssh.jumpHost (got '10.0.0.1')",
+    ),
+    (
+        "agent-with-no-key-for-the-guests-logged-in-to",
+        _ssh("useAgent", True),
+        "virtfleet:ssh.authorizedKeys",
+        "no key is put on the guests the program logs in to (haproxy, webserver1, webserver2: the HAProxy tier's)",
+    ),
+    (
+        "ssh-private-key-not-a-key",
+        lambda v: v.update(
+            sshPrivateKey="-----BEGIN OPENSSH PRIVATE KEY-----\nbm90IGEga2V5\n-----END OPENSSH PRIVATE KEY-----"
+        ),
+        "virtfleet:sshPrivateKey",
+        "does not parse as a private key (ValueError); set the whole file again",
+    ),
 ]
 
 
@@ -783,6 +811,7 @@ def test_quoted_false_reads_as_false_in_the_plan_and_the_model(prod_values, tmp_
     assert fleet.ssh.use_agent is False
     assert config.placeholders == ["sshPrivateKey"]
     prod_values["ssh"]["useAgent"] = "true"
+    prod_values["ssh"]["authorizedKeys"] = [ED25519]  # the guests the program logs in to need one
     stack.write_text(yaml.safe_dump({"config": {f"virtfleet:{k}": v for k, v in prod_values.items()}}))
     config, fleet = load_stack("quoted", stack)
     assert fleet.ssh.use_agent is True and config.placeholders == []

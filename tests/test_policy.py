@@ -16,6 +16,7 @@ import sys
 from functools import cache
 
 import pulumi
+import pulumi_command as command
 import pulumi_docker as docker
 import pulumi_libvirt as libvirt
 import pytest
@@ -25,6 +26,7 @@ from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValid
 from components.artifacts import RenderedFiles
 from components.haproxy_config import render_haproxy_cfg
 from components.model import load_fleet
+from plan.mocks import planned_private_key
 from plan.policy import POLICIES, SECURITY, config_path, evaluate, read_config, resolve
 from plan.run import ROOT, StackConfig, run_program
 
@@ -89,6 +91,14 @@ def _outside(compliant: bool, values: dict):
             no_auth = _haproxy_cfg(values, lambda t: re.sub(r"\n    stats auth [^\n]*", "", t))
             RenderedFiles("outside-lb-nocheck", machine="lb2", files={"/etc/haproxy/haproxy.cfg": no_check})
             RenderedFiles("outside-lb-noauth", machine="lb3", files={"/etc/haproxy/haproxy.cfg": no_auth})
+            # A jump host the stack cannot express for kvm hosts (the model refuses ssh.jumpHost with
+            # the libvirt provider), unpinned.
+            jump = command.remote.ProxyConnectionArgs(host="10.0.0.1")
+            command.remote.Command(
+                "outside-jump",
+                connection=command.remote.ConnectionArgs(host="10.0.0.7", host_key=KEY, proxy=jump),
+                create="true",
+            )
 
     return register
 
@@ -104,10 +114,9 @@ def run(kind: str):
         values["hosts"][0]["selinux"] = "disabled"
         values["loadBalancer"]["backups"] = []
         values["loadBalancer"]["stats"]["bind"] = {"address": "0.0.0.0", "port": 8404}
-        values["ssh"]["jumpHost"] = {"host": "10.0.0.1"}
         for guest in values["guests"]:
             guest.pop("protect", None)
-    values["sshPrivateKey"] = "PLAN-PLACEHOLDER-key"
+    values["sshPrivateKey"] = planned_private_key()
     config = StackConfig("prod", values, {"sshPrivateKey"})
     return run_program(config, extra=_outside(kind == "compliant", values))
 
@@ -148,7 +157,7 @@ def test_every_policy_is_tested_here():
 def test_ssh_host_key_pinned():
     bad = by_name("violating", "ssh-host-key-pinned")
     assert any("connection.hostKey is empty, so SSH to 10.0.0.2" in m for m in bad["kvm1-preflight"])
-    assert any("connection.proxy.hostKey is empty for the jump host 10.0.0.1" in m for m in bad["kvm1-preflight"])
+    assert any("connection.proxy.hostKey is empty for the jump host 10.0.0.1" in m for m in bad["outside-jump"])
     assert "uri names no knownhosts=" in bad["kvm1-libvirt"][0]
     assert "StrictHostKeyChecking=yes" in bad["docker1-docker"][0]
     assert "outside-kvm1" in bad and "outside-docker1" in bad
@@ -224,13 +233,31 @@ def test_balancer_checked_with_backup():
 def test_images_pinned():
     bad = by_name("violating", "images-pinned")
     assert "outside-image" in bad and "outside-httpd" in bad and "outside-hostnet" in bad
-    assert any(name.startswith("kvm1-base-centos-stream") for name in bad)
+    # The hosts' shared downloads of images the stack gives no sha256 for (prod's default cloud image,
+    # on kvm1 for its KVM guests and on xen1 for its Xen guests); the https install tree is not one.
+    tag = "centos-stream-genericcloud-9-latest-x86-7460220fce"
+    downloads = sorted(n for n in bad if "-base-" in n)
+    assert downloads == [f"kvm1-kvm-base-{tag}", f"xen1-xen-base-{tag}"], downloads
+    assert "with no sha256 to check" in bad[f"kvm1-kvm-base-{tag}"][0]
     good = by_name("compliant", "images-pinned")
-    # The program's own KVM base images come from https URLs libvirt does not verify, and its Docker
-    # image is a tag (httpd:2.4), not a digest: still flagged.
-    # (the image and the container that runs it are both named).
-    assert good and all(name.startswith(("kvm1-base-", "docker1-image-")) or name == "backupwebserver" for name in good)
-    assert any(name.startswith("docker1-image-") for name in good) and "backupwebserver" in good
+    # The compliant variant leaves the committed images as they are: the same downloads, and the Docker
+    # image as a tag (httpd:2.4), not a digest (the image and the container that runs it are both named).
+    assert sorted(good) == sorted([*downloads, "backupwebserver", "docker1-image-httpd-326e791136"]), sorted(good)
+
+
+def test_images_pinned_takes_a_sha256_and_wants_installers_over_https():
+    values = copy.deepcopy(stack_values("prod"))
+    values["sshPrivateKey"] = planned_private_key()
+    digest = "ab" * 32
+    for guest in values["guests"]:
+        if guest["type"] in ("kvm", "xen") and not guest.get("install"):
+            guest["image"] = {"url": "https://images.example/el9.qcow2", "sha256": digest}
+        if guest.get("install"):
+            guest["install"]["location"] = "http://mirror.example/centos/7/os/x86_64/"
+    found = [f for f in evaluate(run_program(StackConfig("prod", values, {"sshPrivateKey"})), ALL_MANDATORY)
+             if f.policy == "images-pinned" and "-base-" in f.name]  # fmt: skip
+    assert sorted(f.name.split("-base-")[1].split("-")[0] for f in found) == ["initrd", "vmlinuz"], found
+    assert all("over plain http, with neither TLS nor a checksum" in f.message for f in found)
 
 
 def test_guests_protected():

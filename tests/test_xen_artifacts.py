@@ -359,7 +359,8 @@ def test_domain_without_autostart_has_no_link_and_an_explicit_image_is_its_sourc
 def test_seed_step_names_its_guest_iso_and_directory(variants):
     fleet = variants["prod"]
     step = render_seed_step(fleet.guest("webserver2"), fleet, (), "$6$x$y")
-    assert "# The Xen guest webserver2's NoCloud seed: the files above" in step.create
+    assert "# Guest webserver2's NoCloud seed: the files above" in step.create
+    assert "virsh pool-refresh" not in step.create, "a Xen host's seed is no libvirt volume"
     assert "vf_iso=/var/lib/xen/images/webserver2-seed.iso\nvf_seed_dir=/var/lib/virtfleet/xen/webserver2/seed\n" in (
         step.create
     )

@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import copy
 import functools
-import hashlib
-import http.server
 import json
-import subprocess
-import threading
 
 import pytest
 from support.el_repos import role_repos_command
+from support.images import image_server_fixture
 from support.sshd import LoopbackSshd
 from support.step_run import RecordedStep, Result, create, ok, run, second_run_changes_nothing
 from support.tools import require_root, require_tool
@@ -41,28 +38,7 @@ COMMAND = "command:remote:Command"
 Step = RecordedStep
 
 
-@pytest.fixture(scope="module")
-def image_server(tmp_path_factory):
-    """A small qcow2 "cloud image" served over HTTP on 127.0.0.1 (an ephemeral port)."""
-    require_tool("qemu-img")
-    root = tmp_path_factory.mktemp("xen-images")
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(root / "cloud.qcow2"), "64M"], check=True)
-    (root / "el7/images/pxeboot").mkdir(parents=True)  # an install tree's PV kernel and initrd
-    (root / "el7/images/pxeboot/vmlinuz").write_bytes(b"\x7fELF kernel\n")
-    (root / "el7/images/pxeboot/initrd.img").write_bytes(b"initrd\n")
-    handler = functools.partial(_QuietHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    sha = hashlib.sha256((root / "cloud.qcow2").read_bytes()).hexdigest()
-    yield {"url": f"http://127.0.0.1:{server.server_address[1]}/cloud.qcow2", "sha256": sha}
-    # (the install tree: http://127.0.0.1:PORT/el7/, see installer_steps)
-    server.shutdown()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):  # no request lines on the test's stderr
-        pass
+image_server = image_server_fixture("xen-images")
 
 
 def program(image: dict, **changes) -> dict[str, Step]:

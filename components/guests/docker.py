@@ -71,6 +71,26 @@ def health_check_command(path: str, port: int, status: int) -> list[str]:
     return ["CMD", "bash", "-c", script]
 
 
+def provider_cpus(vcpus: int) -> str:
+    """``cpus`` in the form pulumi-docker reads it back, so a deployed container shows no diff.
+
+    The provider (kreuzwerker/terraform-provider-docker, bundled by pulumi-docker 5) stores the
+    container's NanoCPUs as ``nanoInt64ToDecimalString`` prints them: the value with nine decimals,
+    then "N.0" when that string holds exactly nine zeros, else trailing zeros trimmed (so 10 CPUs
+    read back as "10."). ``cpus`` is ForceNew: any other spelling ("1" for "1.0") is a perpetual
+    diff that replaces the container on every ``up``.
+    """
+    text = f"{vcpus}.{'0' * 9}"
+    return f"{vcpus}.0" if text.count("0") == 9 else text.rstrip("0")
+
+
+def capability_names(names) -> list[str]:
+    """Capabilities as dockerd reports them (``CAP_CHOWN``; ``ALL`` as is): pulumi-docker reads them
+    back from the container, and ``capabilities`` is ForceNew, so ``CHOWN`` is a replacement at the
+    first ``up`` after a refresh."""
+    return [n if n == "ALL" or n.startswith("CAP_") else f"CAP_{n}" for n in names]
+
+
 def is_web_server(guest: DockerGuestModel, fleet: Fleet) -> bool:
     lb = fleet.load_balancer
     return lb is not None and guest.name in (*lb.backends, *lb.backups)
@@ -90,7 +110,7 @@ def container_args(guest: DockerGuestModel, fleet: Fleet) -> dict[str, Any]:
         "must_run": running,
         "memory": guest.memory_mib,  # the provider takes MB
         "memory_swap": guest.memory_mib,  # equal to memory: no swap on top
-        "cpus": str(guest.vcpus),
+        "cpus": provider_cpus(guest.vcpus),
         "envs": [f"{key}={value}" for key, value in sorted(guest.env.items())],
         "log_driver": "json-file",
         "log_opts": dict(LOG_OPTS),
@@ -107,16 +127,19 @@ def container_args(guest: DockerGuestModel, fleet: Fleet) -> dict[str, Any]:
         ]
     if guest.network is not None:
         # The host's Docker network on its LAN bridge (hosts.bridge_network) carries the bridge's
-        # name; it is the container's only network, so it never also joins docker0.
-        args["network_mode"] = guest.network.bridge
+        # name; it is the container's only network. network_mode stays the provider's default
+        # ("bridge"): pulumi-docker creates the container there, disconnects it and connects it to
+        # each networks_advanced entry with its address. Naming the LAN network as network_mode too
+        # attaches it at create with an automatic address, and dockerd then ignores the connect
+        # that carries ipv4_address: the container answers at the wrong address.
         args["networks_advanced"] = [{"name": guest.network.bridge, "ipv4_address": str(guest.network.ip)}]
     if profile is not None:
         args["read_only"] = True
         args["tmpfs"] = {path: WRITABLE_TMPFS for path in profile.tmpfs}
-        args["capabilities"] = {"drops": ["ALL"], "adds": list(profile.capabilities)}
+        args["capabilities"] = {"drops": ["ALL"], "adds": capability_names(profile.capabilities)}
     else:
         args["read_only"] = False
-        args["capabilities"] = {"drops": list(UNPROFILED_DROPS)}
+        args["capabilities"] = {"drops": capability_names(UNPROFILED_DROPS)}
     if is_web_server(guest, fleet):
         lb = fleet.load_balancer
         args["volumes"] = [

@@ -1,7 +1,11 @@
 """What a KVM guest is born with (pure): its MAC, cloud-init seed or kickstart, installer cmdline.
 
-Both provisioning paths ride on the one ISO the provider can build, ``libvirt.CloudInitDisk``
-(volume label ``cidata``, files ``user-data``, ``meta-data``, ``network-config``):
+Both provisioning paths ride on one seed ISO that the host builds (``render_seed_iso_step``:
+genisoimage, volume label ``cidata``, files ``user-data``, ``meta-data``, ``network-config``) and
+the guest mounts as its CD-ROM. Not ``libvirt.CloudInitDisk``: pulumi-libvirt 0.5.4 uploads it
+through a libvirt stream and reads it back by downloading it at every refresh, and parallel
+streams over its one connection deadlock (dmacvicar/terraform-provider-libvirt#594: a refresh of
+the lab's two guests hung for 20 minutes).
 
 - cloud image: cloud-init's NoCloud datasource reads the seed from that ISO;
 - installer: the ISO's ``user-data`` *is* the kickstart, and the kernel command line points
@@ -24,6 +28,7 @@ from ..model import Fleet, KvmGuest, VirtualboxGuest, XenGuest
 from ..model.hosts import Bridge
 from ..osfamily import OsFamily
 from ..render import render
+from ..steps import RemoteFile, RenderedStep, render_step
 
 NIC = "lan0"
 KICKSTART_ON_SEED = "hd:LABEL=cidata:/user-data"
@@ -171,3 +176,23 @@ def installer_cmdline(guest: KvmGuest, fleet: Fleet, bridge: Bridge) -> list[dic
         {"console": "ttyS0,115200n8"},
     ]
     return args
+
+
+def render_seed_iso_step(
+    host: str, guest: str, files: dict[str, str], state: str, iso: str, *, pool: str | None = None
+) -> RenderedStep:
+    """The host step that builds ``guest``'s seed ISO at ``iso`` from ``files`` (name -> text), kept
+    in ``state``/seed. Its files are embedded in the script (secret: a kickstart holds root's hash).
+    A KVM guest mounts it by path, so create needs no pool refresh; with ``pool`` (the ISO lies in
+    that pool's directory), delete refreshes it so libvirt stops listing the ISO as a volume."""
+    return render_step(
+        host,
+        f"{guest}-seed",
+        "seed-iso",
+        files=[RemoteFile(f"{state}/seed/{name}", text, 0o600) for name, text in files.items()],
+        secret=True,
+        guest=guest,
+        seed_dir=f"{state}/seed",
+        iso=iso,
+        pool=pool or "",
+    )

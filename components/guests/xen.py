@@ -41,7 +41,8 @@ class XenGuest(pulumi.ComponentResource):
         images = context.xen_images
         if guest.uses_installer:
             downloads = [
-                images.step(host, install_tree_file(guest, path), None, "") for path in (INSTALL_KERNEL, INSTALL_INITRD)
+                images.step(host, install_tree_file(guest, path), None, "", "installer")
+                for path in (INSTALL_KERNEL, INSTALL_INITRD)
             ]
         else:
             sha = guest.image.sha256 if guest.image else None

@@ -23,7 +23,8 @@ from ..model import Fleet, XenGuest
 from ..osfamily import os_family
 from ..render import render
 from ..steps import RemoteFile, RenderedStep, render_step
-from .kvm_images import base_volume_name
+from .base_image import base_file_name
+from .base_image import render_base_image_step as render_shared_download
 from .kvm_seed import (
     INSTALL_INITRD,
     INSTALL_KERNEL,
@@ -34,6 +35,7 @@ from .kvm_seed import (
     render_kickstart,
     render_meta_data,
     render_network_config,
+    render_seed_iso_step,
     render_user_data,
 )
 from .remote_guest import GuestLifecycle
@@ -57,8 +59,8 @@ def xen_mac(guest: XenGuest) -> str:
 
 def base_image_path(host: str, url: str, suffix: str) -> tuple[str, str]:
     """(step name, path on the host) of the shared download of ``url``: one per host and URL."""
-    resource, file_name = base_volume_name(host, url, suffix)
-    return resource.removeprefix(f"{host}-").replace("base-", "xen-base-", 1), f"{IMAGES}/{file_name}"
+    file_name = base_file_name(url, suffix)
+    return "xen-" + file_name.removeprefix("virtfleet-").removesuffix(suffix), f"{IMAGES}/{file_name}"
 
 
 def image_url(guest: XenGuest) -> str:
@@ -68,7 +70,7 @@ def image_url(guest: XenGuest) -> str:
 def render_base_image_step(host: str, url: str, sha256: str | None, suffix: str = ".qcow2") -> RenderedStep:
     """The host step that downloads ``url`` once (verified when a sha256 is given)."""
     name, path = base_image_path(host, url, suffix)
-    return render_step(host, name, "xen-base-image", url=url, sha256=sha256 or "", path=path)
+    return render_shared_download(host, name, url, sha256, path)
 
 
 @dataclass(frozen=True)
@@ -150,20 +152,9 @@ def seed_files(guest: XenGuest, fleet: Fleet, login_keys: tuple[str, ...], root_
 
 def render_seed_step(guest: XenGuest, fleet: Fleet, login_keys: tuple[str, ...], root_hash: str | None) -> RenderedStep:
     """The step that builds the seed ISO (its files are embedded: the kickstart holds root's hash)."""
-    state = STATE.format(name=guest.name)
-    files = [
-        RemoteFile(f"{state}/seed/{n}", text, 0o600)
-        for n, text in seed_files(guest, fleet, login_keys, root_hash).items()
-    ]
-    return render_step(
-        guest.host,
-        f"{guest.name}-seed",
-        "xen-seed",
-        files=files,
-        secret=True,
-        guest=guest.name,
-        seed_dir=f"{state}/seed",
-        iso=f"{IMAGES}/{guest.name}-seed.iso",
+    files = seed_files(guest, fleet, login_keys, root_hash)
+    return render_seed_iso_step(
+        guest.host, guest.name, files, STATE.format(name=guest.name), f"{IMAGES}/{guest.name}-seed.iso"
     )
 
 

@@ -16,7 +16,7 @@ class XenBaseImages:
     def __init__(self) -> None:
         self._steps: dict[tuple[str, str], RemoteStep] = {}
 
-    def step(self, host, url: str, sha256: str | None, suffix: str) -> RemoteStep:
+    def step(self, host, url: str, sha256: str | None, suffix: str, kind: str = "image") -> RemoteStep:
         key = (host.host.name, url)
         if key not in self._steps:
             rendered = render_base_image_step(host.host.name, url, sha256, suffix)
@@ -25,6 +25,7 @@ class XenBaseImages:
                 machine=host.host.name,
                 name=rendered.name,
                 connection=host.connection,
+                download={"url": url, "sha256": sha256 or "", "kind": kind},
                 opts=pulumi.ResourceOptions(parent=host, depends_on=host.ready),
             )
         return self._steps[key]

@@ -13,7 +13,7 @@ from ..remote_step import RemoteStep
 from ..secrets import Secrets
 from .bridge_network import BridgeNetwork
 from .host_steps import host_steps, hosts_entries
-from .trust import host_trust
+from .trust import host_trust, write_trust_files
 
 __all__ = ["HypervisorHost", "host_props", "hosts_entries"]
 
@@ -36,7 +36,18 @@ class HypervisorHost(pulumi.ComponentResource):
     ``libvirt_networks`` and ``docker_networks`` (bridge name -> network).
     """
 
-    def __init__(self, host: Host, *, fleet: Fleet, secrets: Secrets, opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self,
+        host: Host,
+        *,
+        fleet: Fleet,
+        secrets: Secrets,
+        operator_home: str | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        """``operator_home``: the home directory of the machine running the program, where the trust
+        files the libvirt and Docker providers read are written before they are configured (None
+        under the plan's mocks, which write nothing there)."""
         # Its props are what the policy pack (policy/) judges a host by: capacity and SELinux mode,
         # and the address that ties resources made outside the model (their provider) to the host.
         super().__init__("virtfleet:host:HypervisorHost", host.name, host_props(host), opts)
@@ -89,16 +100,26 @@ class HypervisorHost(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             )
         provider_opts = pulumi.ResourceOptions(parent=self, depends_on=[trust_files] if trust_files else [])
+        # The providers' settings wait until this machine has the trust files they read: pulumi-libvirt
+        # connects while it is configured, in the very first preview too.
+        written = pulumi.Output.from_input(None)
+        if needs_trust and operator_home is not None:
+            key = secrets.ssh.private_key if trust.use_keyfile else None
+            written = pulumi.Output.all(key).apply(lambda args: write_trust_files(trust, args[0], operator_home))
+
+        def after_trust(value):
+            return pulumi.Output.unsecret(written.apply(lambda _: value))
+
         self.libvirt_provider: libvirt.Provider | None = None
         self.docker_provider: docker.Provider | None = None
         if host.has_role(Role.KVM):
             self.libvirt_provider = libvirt.Provider(
-                f"{host.name}-libvirt", uri=trust.libvirt_uri(fleet, host), opts=provider_opts
+                f"{host.name}-libvirt", uri=after_trust(trust.libvirt_uri(fleet, host)), opts=provider_opts
             )
         if host.has_role(Role.DOCKER):
             self.docker_provider = docker.Provider(
                 f"{host.name}-docker",
-                host=f"ssh://{fleet.ssh.user}@{host.address}:{host.port}",
+                host=after_trust(f"ssh://{fleet.ssh.user}@{host.address}:{host.port}"),
                 ssh_opts=trust.docker_ssh_opts(fleet),
                 opts=provider_opts,
             )

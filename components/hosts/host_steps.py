@@ -92,6 +92,7 @@ def role_step(host: Host, role) -> RenderedStep:
         repo_packages=[_spec(p) for p in setup.repo_packages], packages=[_spec(p) for p in setup.packages],
         services=list(setup.services), config_lines=list(setup.config_lines),
         verify=[list(argv) for argv in setup.verify], kernel=setup.kernel,
+        storage_pools=[list(pool) for pool in setup.storage_pools],
     )  # fmt: skip
 
 

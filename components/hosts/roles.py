@@ -51,6 +51,9 @@ OPENVZ_SYSCTLS = (
     ("net.ipv4.conf.all.send_redirects", "0"),
 )
 FORWARDING = (("net.ipv4.ip_forward", "1"),)  # the seed's 99-ipforward.conf for KVM bridging
+# virt-install / virt-manager create this pool on first use; a fresh EL host has none, and every
+# libvirt volume of the KVM guests (pulumi-libvirt's pool "default") needs it.
+LIBVIRT_POOLS = (("default", "/var/lib/libvirt/images"),)
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,9 @@ class RoleSetup:
     sysctls: tuple[tuple[str, str], ...] = ()
     kernel: Kernel | None = None
     needs_cpu_virt: bool = False
+    # libvirt storage pools (name, directory) the role's guests need, defined, started and autostarted.
+    # Host infrastructure: kept when the role or a stack's guests go (retained disks live there).
+    storage_pools: tuple[tuple[str, str], ...] = ()
 
 
 XEN = Kernel("Xen", '[ "$(cat /sys/hypervisor/type 2>/dev/null)" = xen ]', "xen")
@@ -80,18 +86,19 @@ VZKERNEL = Kernel("the OpenVZ vzkernel", 'uname -r | grep -q "vz7"', "vzkernel")
 
 _TABLE: dict[tuple[Role, str], RoleSetup] = {
     (Role.KVM, "el7"): RoleSetup(
-        packages=("qemu-kvm", "qemu-img", "libvirt", "libvirt-client", "virt-install", "bridge-utils"),
+        # genisoimage: the host builds each guest's seed ISO (kvm_seed.render_seed_iso_step).
+        packages=("qemu-kvm", "qemu-img", "libvirt", "libvirt-client", "virt-install", "bridge-utils", "genisoimage"),
         services=("libvirtd",), sysctls=FORWARDING,
-        verify=(("systemctl", "is-active", "--quiet", "libvirtd"),),
+        verify=(("systemctl", "is-active", "--quiet", "libvirtd"),), storage_pools=LIBVIRT_POOLS,
     ),
     (Role.KVM, "el9"): RoleSetup(
-        packages=("qemu-kvm", "libvirt", "libvirt-client", "virt-install"),
+        packages=("qemu-kvm", "libvirt", "libvirt-client", "virt-install", "genisoimage"),
         services=("libvirtd",), sysctls=FORWARDING,
-        verify=(("systemctl", "is-active", "--quiet", "libvirtd"),),
+        verify=(("systemctl", "is-active", "--quiet", "libvirtd"),), storage_pools=LIBVIRT_POOLS,
     ),
     (Role.XEN, "el7"): RoleSetup(
         repo_packages=("centos-release-xen",),
-        packages=("xen", "xen-runtime", "libvirt", "libvirt-daemon-xen", "bridge-utils"),
+        packages=("xen", "xen-runtime", "libvirt", "libvirt-daemon-xen", "bridge-utils", "genisoimage"),
         services=("xencommons", "xendomains", "xenconsoled"),
         sysctls=FORWARDING, kernel=XEN,
     ),

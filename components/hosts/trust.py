@@ -1,9 +1,15 @@
 """SSH trust for the providers that do not take a host key directly: libvirt's qemu+ssh and Docker's ssh://.
 
 pulumi-command verifies ``host_key`` itself. The libvirt provider (dmacvicar's Go SSH client) and
-the Docker provider (the system ``ssh`` binary) read a known_hosts file instead, so virtfleet
-writes one per host, holding only the pinned key(s), with a ``command.local.Command`` on the
-machine running Pulumi. The libvirt URI names it with ``knownhosts=`` (the provider's parameter;
+the Docker provider (the system ``ssh`` binary) read a known_hosts file and a key file instead, so
+virtfleet writes them per host, holding only the pinned key(s), on the machine running Pulumi:
+
+- the program writes them whenever it runs (``write_trust_files``), before the providers are
+  configured: pulumi-libvirt connects while it is configured, already in the first ``preview``,
+  and on every operator's machine, not only the one that ran the first ``up``;
+- a ``command.local.Command`` writes the same bytes at ``up`` and removes them at ``destroy``
+  (after everything that used them: the providers depend on it).
+ The libvirt URI names it with ``knownhosts=`` (the provider's parameter;
 libvirt's own ``known_hosts=`` is not read by it) and never sets ``no_verify`` or
 ``known_hosts_verify=ignore``: a wrong key fails the connection. Without a pinned key the URIs
 use the user's own ~/.ssh/known_hosts and the plan warns (``HypervisorHost``).
@@ -11,7 +17,9 @@ use the user's own ~/.ssh/known_hosts and the plan warns (``HypervisorHost``).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote, urlencode
 
 from ..model import Fleet, Host
@@ -50,7 +58,9 @@ class HostTrust:
         if self.known_hosts:
             params["knownhosts"] = self.known_hosts_path
         query = urlencode(params, quote_via=quote, safe="/")
-        return f"qemu+ssh://{quote(fleet.ssh.user)}@{host.address}:{host.port}/system?{query}"
+        # No port: the provider would read "address:port" as the host name (the model keeps kvm hosts
+        # on port 22, rules.libvirt_reach).
+        return f"qemu+ssh://{quote(fleet.ssh.user)}@{host.address}/system?{query}"
 
     def docker_ssh_opts(self, fleet: Fleet) -> list[str]:
         tilde = self.directory.replace("${HOME}", "~")
@@ -78,8 +88,32 @@ class HostTrust:
         return "\n".join(lines) + "\n"
 
     def delete_script(self) -> str:
+        """The files, then their directory and the stack's when that leaves them empty."""
         directory = self._shell_directory()
-        return f"rm -f {directory}/known_hosts {directory}/id\nrmdir {directory} 2>/dev/null || true\n"
+        return (
+            f"rm -f {directory}/known_hosts {directory}/id\n"
+            f'rmdir {directory} 2>/dev/null || true\nrmdir "$(dirname {directory})" 2>/dev/null || true\n'
+        )
+
+
+def write_trust_files(trust: HostTrust, private_key: str | None, home: str) -> str:
+    """Write ``known_hosts`` (and ``id`` when given) under ``home`` as the Command does: directory
+    0700, files 0600, each replaced atomically with exactly the bytes the Command writes (so a
+    provider never reads half a file). Returns the directory."""
+    directory = Path(trust.directory.replace("${HOME}", home))
+    for level in reversed([directory, *directory.parents]):
+        if not level.exists():
+            level.mkdir(mode=0o700)  # every level it makes private, as the Command's umask 077 does
+    files = {"known_hosts": "".join(f"{line}\n" for line in trust.known_hosts)}
+    if trust.use_keyfile and private_key is not None:
+        files["id"] = private_key
+    for name, content in files.items():
+        partial = directory / f".{name}.{os.getpid()}"
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(content)
+        partial.replace(directory / name)
+    return str(directory)
 
 
 def host_trust(fleet: Fleet, host: Host, stack: str) -> HostTrust:

@@ -82,6 +82,35 @@ def _parse_public_key(value: str, what: str) -> tuple[str, str, str]:
     return parts[0], parts[1], parts[2] if len(parts) > 2 else ""
 
 
+def private_key_problem(value: str) -> str | None:
+    """Why ``value`` is not an SSH private key every consumer accepts, or None. Never quotes the key.
+
+    OpenSSH (``-----BEGIN OPENSSH PRIVATE KEY-----``) and PEM (PKCS#1/PKCS#8) keys are parsed for real
+    by ``cryptography``, unencrypted: pulumi-command, libvirt's SSH client and OpenSSH all read it
+    with no one to type a passphrase. Trailing newlines do not matter here (``normalized_private_key``)."""
+    from cryptography.exceptions import UnsupportedAlgorithm  # only when a key is set
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_ssh_private_key
+
+    data = normalized_private_key(value).encode()
+    if b"PRIVATE KEY-----" not in data:
+        return "is not a private key file's text (-----BEGIN OPENSSH PRIVATE KEY----- ... or a PEM key)"
+    loader = load_ssh_private_key if b"BEGIN OPENSSH PRIVATE KEY" in data else load_pem_private_key
+    try:
+        loader(data, password=None)
+    except TypeError:
+        return "is encrypted with a passphrase; virtfleet's SSH clients cannot ask for it: use an unencrypted key"
+    except (ValueError, UnsupportedAlgorithm) as err:
+        return f"does not parse as a private key ({type(err).__name__}); set the whole file again"
+    return None
+
+
+def normalized_private_key(value: str) -> str:
+    """The key as a file holds it: line breaks as LF, ending in exactly one newline. ``pulumi config set``
+    drops the final newline of a value read from stdin, and OpenSSH refuses a key file without it
+    (``Load key ...: error in libcrypto``)."""
+    return value.replace("\r\n", "\n").strip() + "\n"
+
+
 def _check_host_key(value: str) -> str:
     kind, body, _comment = _parse_public_key(
         value, "a host key (from `ssh-keyscan <host>` or /etc/ssh/ssh_host_*_key.pub)"

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import Field, TypeAdapter, ValidationError
 
-from .common import DnsName, Frozen
+from .common import DnsName, Frozen, private_key_problem
 from .errors import NAMESPACE, FleetConfigError, Problem, key_path, pydantic_problems
 from .guests import GUEST_TYPES, Guest
 from .hosts import Host, SshAccess
@@ -171,6 +171,8 @@ def load_fleet(
     if config.get("loadBalancer") is not None:
         parts["load_balancer"] = _parse_one(LoadBalancer, config["loadBalancer"], ("loadBalancer",), problems)
 
+    if isinstance(config.get("sshPrivateKey"), str) and (why := private_key_problem(config["sshPrivateKey"])):
+        problems.append(Problem(key_path("sshPrivateKey"), why))
     if not uses_agent(config) and "sshPrivateKey" not in secret_keys:
         problems.append(
             Problem(

@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import Problem, key_path
 from .guests import DockerGuest, Guest, OpenvzGuest, ostemplate_family
-from .hosts import EL7_ONLY_ROLES, ROLE_CONFLICTS, Host
+from .hosts import EL7_ONLY_ROLES, ROLE_CONFLICTS, Host, Role, SshAccess
 from .lb import LoadBalancer
 
 Indexed = list[tuple[int, Any]]
@@ -52,6 +52,8 @@ def cross_check(parts: dict[str, Any], invalid: Invalid | None = None) -> list[P
         *capacity(hosts, guests),
         *host_ports(hosts, guests, lb),
         *load_balancer_rules(by_host, guests, lb, invalid),
+        *libvirt_reach(hosts, parts.get("ssh")),
+        *guest_logins(guests, lb, parts.get("ssh")),
     ]
 
 
@@ -386,6 +388,61 @@ def load_balancer_rules(
             elif name == lb.node:
                 problems.append(Problem(path, "the balancer node cannot balance onto itself", name))
     return problems
+
+
+# The libvirt provider (pulumi-libvirt 0.5.4 bundles terraform-provider-libvirt 0.8.1) dials its
+# qemu+ssh URI with its own SSH client (libvirt/uri/ssh.go): it joins the URI's host:port with the
+# port again, so any port in the URI ends as "10.0.0.2:22:22" ("no such host"), and it takes a jump
+# host only from ~/.ssh/config's ProxyJump. Its URIs therefore carry no port and no jump host.
+LIBVIRT_PROVIDER = "pulumi-libvirt 0.5.4 (terraform-provider-libvirt 0.8.1)"
+
+
+def libvirt_reach(hosts: Indexed, ssh: SshAccess | None) -> list[Problem]:
+    problems = []
+    kvm_hosts = [(i, h) for i, h in hosts if Role.KVM in h.roles]
+    for i, host in kvm_hosts:
+        if host.port != 22:
+            problems.append(
+                Problem(
+                    key_path("hosts", i, "port"),
+                    f"host {host.name} has the kvm role, and {LIBVIRT_PROVIDER} reaches libvirt over SSH on port "
+                    "22 only (it reads a port in its qemu+ssh URI as part of the host name): give this host port 22",
+                    host.port,
+                )
+            )
+    if ssh is not None and ssh.jump_host is not None and kvm_hosts:
+        names = ", ".join(h.name for _, h in kvm_hosts)
+        problems.append(
+            Problem(
+                key_path("ssh", "jumpHost"),
+                f"{LIBVIRT_PROVIDER} cannot go through a jump host (it reads one only from ~/.ssh/config), so "
+                f"it would dial the kvm host(s) {names} directly: reach them without ssh.jumpHost",
+                ssh.jump_host.host,
+            )
+        )
+    return problems
+
+
+LOGIN_TYPES = ("kvm", "xen", "virtualbox")  # guests the program logs in to over SSH, at their own address
+
+
+def guest_logins(guests: Indexed, lb: LoadBalancer | None, ssh: SshAccess | None) -> list[Problem]:
+    """With ssh.useAgent the program cannot know a key to put on new guests; the ones it must log in to
+    (the tier's web servers and node of a type it reaches over SSH) would refuse it."""
+    if lb is None or ssh is None or not ssh.use_agent or ssh.authorized_keys:
+        return []
+    wanted = {*lb.backends, *lb.backups, lb.node}
+    names = [g.name for _, g in guests if g.name in wanted and g.type in LOGIN_TYPES]
+    if not names:
+        return []
+    return [
+        Problem(
+            key_path("ssh", "authorizedKeys"),
+            "is empty while ssh.useAgent is true, so no key is put on the guests the program logs in to "
+            f"({', '.join(names)}: the HAProxy tier's): list your agent's public key here (ssh-add -L), "
+            "or log in with sshPrivateKey instead of the agent",
+        )
+    ]
 
 
 def _addresses_of(name: str, by_host: dict[str, Host], by_guest: dict[str, Guest]) -> set[IPv4Address]:

@@ -144,6 +144,19 @@ def _image_pinned(args: ResourceValidationArgs, report: ReportViolation) -> None
                 "server returns boots. Download and verify it first (sha256) and point source at the "
                 "verified file, or use a dated, immutable image URL you have checked."
             )
+    elif args.resource_type == STEP_TYPE and isinstance(args.props.get("download"), Mapping):
+        download = args.props["download"]
+        url = download.get("url")
+        if download.get("kind") == "image" and not download.get("sha256"):
+            report(
+                f"{who}: downloads {url} with no sha256 to check, so whatever the server returns boots. "
+                "Set guests[].image.sha256 (the host verifies it before any guest uses the file)."
+            )
+        elif download.get("kind") == "installer" and urlsplit(str(url)).scheme != "https":
+            report(
+                f"{who}: downloads the installer's {url} over plain {urlsplit(str(url)).scheme or 'HTTP'}, "
+                "with neither TLS nor a checksum. Use an https install tree (guests[].install.location)."
+            )
     elif args.resource_type in (REMOTE_IMAGE_TYPE, CONTAINER_TYPE):
         field = "name" if args.resource_type == REMOTE_IMAGE_TYPE else "image"
         image = args.props.get(field)
@@ -156,7 +169,8 @@ def _image_pinned(args: ResourceValidationArgs, report: ReportViolation) -> None
 
 images_pinned = ResourceValidationPolicy(
     name="images-pinned",
-    description="Cloud images (libvirt volume source URLs) and container images are pinned by checksum/digest.",
+    description="Cloud images (the hosts' shared downloads, libvirt volume source URLs) and container images "
+    "are pinned by checksum/digest; installer trees come over https.",
     enforcement_level=EnforcementLevel.MANDATORY,
     validate=_image_pinned,
 )

@@ -27,13 +27,14 @@ _EL_COMMON = {
 # Repositories every host of the family has enabled (no .repo file in the fakes' view): id -> packages.
 BASE_REPOS = {
     "el7": {
-        "base": _EL_COMMON | {"yum", "initscripts", "qemu-img", "bridge-utils", "policycoreutils-python"},
+        "base": _EL_COMMON
+        | {"yum", "initscripts", "qemu-img", "bridge-utils", "policycoreutils-python", "genisoimage"},
         "updates": set(),
         "extras": {"epel-release", "centos-release-xen"},
     },
     "el9": {
         "baseos": _EL_COMMON | {"dnf", "kernel-core"},
-        "appstream": {"policycoreutils-python-utils"},
+        "appstream": {"policycoreutils-python-utils", "genisoimage"},
         "extras-common": {"epel-release"},
     },
 }

@@ -330,7 +330,8 @@ def _base_entry() -> dict:
 
 def ensure_minimal_install() -> None:
     """Seed, once per view: base packages (with a kernel in /boot and its boot entry), the base
-    services enabled and running, firewalld's default zone, SELinux config."""
+    services enabled and running, firewalld's default zone, SELinux config, and the directories
+    those packages own (yum's repository and NetworkManager's profile directories)."""
     if (STATE_DIR / "rpmdb.json").exists():
         return
     d = dist()
@@ -347,6 +348,8 @@ def ensure_minimal_install() -> None:
     services = ["dhcpv6-client", "ssh"] if d == "el7" else ["cockpit", "dhcpv6-client", "ssh"]
     zone = {"ports": [], "services": services}
     save("firewalld", {"default_zone": "public", "runtime": {"public": zone}, "permanent": {"public": zone}})
+    for directory in ("/etc/yum.repos.d", "/etc/NetworkManager/system-connections"):
+        Path(directory).mkdir(parents=True, exist_ok=True)
     selinux = Path("/etc/selinux/config")
     if not selinux.exists():
         write_file(

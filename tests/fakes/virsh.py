@@ -1,8 +1,12 @@
 #!/usr/bin/env -S python3 -S
-"""Fake ``virsh`` for guest power state: domains live in the fakes' state, per connection URI.
+"""Fake ``virsh`` for guest power state and storage pools: both live in the fakes' state, per connection URI.
 
 ``[-c|--connect URI] domstate [--reason]|suspend|resume|start|shutdown|destroy|dominfo|autostart
-[--disable]|list [--all] [--name]|dumpxml [--inactive]|define FILE.xml|undefine``.
+[--disable]|list [--all] [--name]|dumpxml [--inactive]|define FILE.xml|undefine``, and the pool
+commands the kvm role and the base-image step use: ``pool-info``, ``pool-define-as NAME dir --target
+DIR``, ``pool-build``, ``pool-start`` (a dir pool needs its directory), ``pool-autostart [--disable]``,
+``pool-refresh`` (needs a running pool), ``pool-list [--all]``, ``pool-destroy``, ``pool-undefine``,
+with libvirt 9's messages and exit codes (taken from the real virsh).
 ``define`` is how a test puts a guest in place. State rules are the QEMU driver's
 (qemu_driver.c): suspending a paused guest is a silent success, resuming a running one fails
 ("domain is already running"), shutdown needs a running guest. A shutdown completes at once
@@ -14,6 +18,9 @@ without an ACPI daemon does. Needs libvirtd/virtqemud active (``systemctl`` fake
 from __future__ import annotations
 
 import os
+import signal
+import sys
+import time
 import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -27,7 +34,13 @@ COMMAND_OPTIONS = {
     "undefine": {"--nvram", "--remove-all-storage", "--managed-save"},
     "dumpxml": {"--inactive", "--security-info", "--migratable"},
 }  # fmt: skip
-NEEDS_DOMAIN = set(COMMAND_OPTIONS) - {"list", "define"}
+POOL_OPTIONS = {
+    "pool-info": set(), "pool-define-as": {"--target"}, "pool-build": set(), "pool-start": set(),
+    "pool-autostart": {"--disable"}, "pool-refresh": set(), "pool-list": {"--all", "--inactive", "--name"},
+    "pool-destroy": set(), "pool-undefine": set(),
+}  # fmt: skip
+COMMAND_OPTIONS.update(POOL_OPTIONS)
+NEEDS_DOMAIN = set(COMMAND_OPTIONS) - {"list", "define"} - set(POOL_OPTIONS)
 INVALID = "Requested operation is not valid"
 KIB = {
     "b": 1 / 1024,
@@ -45,6 +58,7 @@ KIB = {
 
 
 def main(prog: str, argv: list[str]) -> int:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # a closed pipe kills virsh, as it does the real one
     uri = os.environ.get("LIBVIRT_DEFAULT_URI", "qemu:///system")
     while argv and argv[0].startswith("-"):
         option, _, value = argv[0].partition("=")
@@ -64,6 +78,11 @@ def main(prog: str, argv: list[str]) -> int:
     for option in options - COMMAND_OPTIONS[command]:
         fakelib.fail(f"error: command '{command}' doesn't support option {option}")
     args = [a for a in rest if not a.startswith("-")]
+    target = None
+    if "--target" in rest:  # the one option that takes a value
+        at = rest.index("--target")
+        target = rest[at + 1] if at + 1 < len(rest) else fakelib.fail("error: option '--target' requires an argument")
+        args.remove(target)
     if not uri.startswith("test://") and not (fakelib.unit_active("libvirtd") or fakelib.unit_active("virtqemud")):
         fakelib.fail(
             "error: failed to connect to the hypervisor\nerror: Failed to connect socket to "
@@ -73,14 +92,24 @@ def main(prog: str, argv: list[str]) -> int:
     domains = state["domains"].setdefault(uri, {})
     if command in NEEDS_DOMAIN and not args:
         fakelib.fail(f"error: command '{command}' requires <domain> option")
-    if command == "list":
+    if command in POOL_OPTIONS:
+        try:
+            code = pool_command(state.setdefault("pools", {}).setdefault(uri, {}), command, args, options, target)
+        except fakelib.Exit:
+            fakelib.save("libvirt", state)  # a refused refresh is counted (faults "pool_busy")
+            raise
+    elif command == "list":
         code = list_domains(domains, options)
     elif command == "define":
         code = define(domains, args)
     else:
         code = domain_command(state, domains, command, lookup(domains, args[0]), options)
     fakelib.save("libvirt", state)
-    print()  # virsh ends each command's output with an empty line
+    # virsh ends each command's output with an empty line, written on its own after the answer: a
+    # reader that has gone by then (`virsh domstate D | head -n 1`) kills it with SIGPIPE (exit 141).
+    sys.stdout.flush()
+    time.sleep(0.02)
+    print()
     return code
 
 
@@ -146,6 +175,110 @@ def domain_command(state: dict, domains: dict, command: str, name: str, options:
         else:
             del domains[name]
         said(name, "has been undefined")
+    return 0
+
+
+def pool_command(pools: dict, command: str, args: list[str], options: set[str], target: str | None) -> int:
+    if command == "pool-list":
+        return list_pools(pools, options)
+    if not args:
+        fakelib.fail(f"error: command '{command}' requires <pool> option")
+    name = args[0]
+    if command == "pool-define-as":
+        if len(args) < 2:
+            fakelib.fail("error: command 'pool-define-as' requires <type> option")
+        if args[1] != "dir":
+            fakelib.fail(
+                f"error: Failed to define pool {name}\n"
+                "error: unsupported configuration: fake virsh knows dir pools only"
+            )
+        if name in pools:
+            fakelib.fail(
+                f"error: Failed to define pool {name}\n"
+                f"error: operation failed: pool '{name}' already exists with uuid {pools[name]['uuid']}"
+            )
+        pools[name] = {"uuid": str(uuid.uuid4()), "state": "inactive", "autostart": False, "target": target or ""}
+        print(f"Pool {name} defined")
+        return 0
+    if name not in pools:
+        fakelib.fail(
+            f"error: failed to get pool '{name}'\n"
+            f"error: Storage pool not found: no storage pool with matching name '{name}'"
+        )
+    pool = pools[name]
+    running = pool["state"] == "running"
+    if command == "pool-info":
+        rows = [("Name", name), ("UUID", pool["uuid"]), ("State", pool["state"]), ("Persistent", "yes"),
+                ("Autostart", "yes" if pool["autostart"] else "no")]  # fmt: skip
+        if running:
+            rows += [("Capacity", "11.77 GiB"), ("Allocation", "156.00 KiB"), ("Available", "11.77 GiB")]
+        for key, value in rows:
+            print(f"{key + ':':<16}{value}")
+    elif command == "pool-build":
+        if running:
+            fakelib.fail(
+                f"error: Failed to build pool {name}\nerror: {INVALID}: storage pool '{name}' is already active"
+            )
+        Path(pool["target"]).mkdir(mode=0o711, parents=True, exist_ok=True)
+        print(f"Pool {name} built")
+    elif command == "pool-start":
+        if running:
+            fakelib.fail(
+                f"error: Failed to start pool {name}\nerror: {INVALID}: storage pool '{name}' is already active"
+            )
+        if not Path(pool["target"]).is_dir():
+            fakelib.fail(
+                f"error: Failed to start pool {name}\n"
+                f"error: cannot open directory '{pool['target']}': No such file or directory"
+            )
+        pool["state"] = "running"
+        print(f"Pool {name} started")
+    elif command == "pool-autostart":
+        pool["autostart"] = "--disable" not in options
+        print(f"Pool {name} {'marked as autostarted' if pool['autostart'] else 'unmarked as autostarted'}")
+    elif command == "pool-refresh":
+        if not running:
+            fakelib.fail(f"error: Failed to refresh pool {name}\nerror: {INVALID}: storage pool '{name}' is not active")
+        # faults.json "pool_busy": N refuses the next N refreshes, as libvirt does while it makes or
+        # deletes a volume in the pool (counted in the pool's state).
+        if pool.get("busy_refused", 0) < fakelib.faults().get("pool_busy", 0):
+            pool["busy_refused"] = pool.get("busy_refused", 0) + 1
+            fakelib.fail(
+                f"error: Failed to refresh pool {name}\n"
+                f"error: internal error: pool '{name}' has asynchronous jobs running."
+            )
+        print(f"Pool {name} refreshed")
+    elif command == "pool-destroy":
+        if not running:
+            fakelib.fail(f"error: Failed to destroy pool {name}\nerror: {INVALID}: storage pool '{name}' is not active")
+        pool["state"] = "inactive"
+        print(f"Pool {name} destroyed")
+    elif command == "pool-undefine":
+        if running:
+            fakelib.fail(
+                f"error: Failed to undefine pool {name}\nerror: {INVALID}: storage pool '{name}' is still active"
+            )
+        del pools[name]
+        print(f"Pool {name} has been undefined")
+    return 0
+
+
+def list_pools(pools: dict, options: set[str]) -> int:
+    shown = sorted(
+        (n, p) for n, p in pools.items() if "--all" in options or ("--inactive" in options) == (p["state"] != "running")
+    )
+    if "--name" in options:
+        for name, _ in shown:
+            print(name)
+        return 0
+    rows = [
+        (n, "active" if p["state"] == "running" else "inactive", "yes" if p["autostart"] else "no") for n, p in shown
+    ]
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(("Name", "State", "Autostart"))]
+    header = " " + "   ".join(h.ljust(w) for h, w in zip(("Name", "State", "Autostart"), widths, strict=True))
+    print(header.rstrip() + "\n" + "-" * (len(header) + 2))
+    for row in rows:
+        print((" " + "   ".join(v.ljust(w) for v, w in zip(row, widths, strict=True))).rstrip())
     return 0
 
 

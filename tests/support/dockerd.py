@@ -5,7 +5,7 @@ How dockerd runs in the lab (see /work/shared/ENGINE-NOTES.md): entered with ``n
 into the machine's namespace plus ``unshare --mount`` — not ``ip netns exec``, which remounts /sys
 and hides the cgroup hierarchies ("Devices cgroup isn't mounted"). Everything it keeps lives in
 the lab's temp dir: its own --data-root, --exec-root, socket, pidfile and (its own containerd)
-state; --iptables=false and --bridge=none leave the host's netfilter and docker0 alone; the
+state; --iptables=false leaves the host's netfilter alone and its docker0 is the machine's own; the
 containers' cgroups sit under a parent named after the lab, removed by ``stop``. In its private
 mount namespace, /run is the machine's private /run and /var/lib is the machine's ``host_root``
 /var/lib, so a bind mount the component asks for (``/var/lib/virtfleet/docker/<guest>/htdocs``)
@@ -83,7 +83,6 @@ class LabDockerd:
             f"--pidfile={self.root / 'docker.pid'}",
             "--iptables=false",
             "--ip-masq=false",
-            "--bridge=none",
             f"--cgroup-parent={self.cgroup_parent}",
             "--log-level=warn",
         ]
@@ -234,15 +233,10 @@ def create_container(client, image: str, args: dict[str, Any]) -> str:
         cap_add=capabilities.pop("adds", None),
         binds=[f"{v['host_path']}:{v['container_path']}:{'ro' if v['read_only'] else 'rw'}" for v in volumes],
         port_bindings={f"{p['internal']}/{p['protocol']}": (p["ip"], p["external"]) for p in ports},
-        network_mode=args.pop("network_mode", None),
+        network_mode=args.pop("network_mode", "bridge"),  # the provider's default
     )
     if capabilities:
         raise AssertionError(f"capabilities the lab does not map yet: {sorted(capabilities)}")
-    networking = None
-    if networks:
-        networking = api.create_networking_config(
-            {n["name"]: api.create_endpoint_config(ipv4_address=n["ipv4_address"]) for n in networks}
-        )
     healthcheck = None
     if health is not None:
         healthcheck = {
@@ -263,11 +257,20 @@ def create_container(client, image: str, args: dict[str, Any]) -> str:
         ports=[(p["internal"], p["protocol"]) for p in ports] or None,
         healthcheck=healthcheck,
         host_config=host_config,
-        networking_config=networking,
     )
     if args:
         api.remove_container(created["Id"], force=True)
         raise AssertionError(f"container arguments the lab does not map yet: {sorted(args)}")
+    # As the provider does (resourceDockerContainerCreate): networks_advanced after the create, each
+    # connected with its address once the container has left the default bridge network.
+    if networks:
+        try:
+            api.disconnect_container_from_network(created["Id"], "bridge")
+        except Exception as err:  # the provider ignores exactly this one
+            if "is not connected to the network bridge" not in str(err):
+                raise
+        for n in networks:
+            api.connect_container_to_network(created["Id"], n["name"], ipv4_address=n["ipv4_address"])
     if start:
         api.start(created["Id"])
     return created["Id"]
