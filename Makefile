@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: plan diff diagram schema test lint bench clean engine preview mutate backend-db backend-db-stop
+.PHONY: plan diff diagram schema test lint bench clean engine plugins preview lab lab-down mutate backend-db backend-db-stop
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,10 +43,24 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/haproxy_tier.py
 	$(PY) benchmarks/state_backend.py
+	$(PY) benchmarks/lab_up.py
 
 ## engine: build the real Pulumi CLI and Python language host from their Go modules into .engine/
 engine:
 	bash engine/build.sh
+
+## plugins: the provider plugin of each SDK pin in the plugin cache (~/.pulumi, shared by every checkout)
+plugins: $(STAMP) engine
+	bash engine/plugins.sh
+
+## lab: stack $(STACK) deployed for real on this machine (namespaces, libvirtd/QEMU, dockerd, EL fakes)
+lab: $(STAMP) engine
+	@bash engine/plugins.sh --check >/dev/null || { bash engine/plugins.sh --check; exit 1; }
+	$(PY) -m lab --stack $(STACK) up
+
+## lab-down: destroy the lab's stack and remove every namespace, process and file of the lab
+lab-down: $(STAMP)
+	$(PY) -m lab --stack $(STACK) down
 
 ## preview: the real `pulumi preview --diff` of stack $(STACK) through the built engine
 preview: $(STAMP) engine

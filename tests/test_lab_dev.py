@@ -1,0 +1,278 @@
+"""L5: the dev topology through the real engine, the real provider plugins and the lab (``lab/``).
+
+The lab is ``make lab``'s: an operator namespace at the stack's gateway where ``pulumi`` runs, the
+host devbox at 10.10.0.2 as a throwaway view with the EL fakes first on PATH, a real libvirtd +
+QEMU and a real dockerd inside it, and stand-ins for the two KVM guests the program logs in to
+(no guest OS boots here: sshd views at 10.10.0.11/.12 serving their page with busybox httpd).
+The tests run in file order, one cycle: first preview, up from empty, no-change previews, refresh,
+one field changed, a guest added (with a fault half-way) and removed, protection, the secrets in
+the state, destroy. Each reads the end state from the real systems (virsh, docker, the fakes'
+state, HTTP through the real HAProxy), not only what the engine says.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import time
+
+import pytest
+import yaml
+from support.lab_run import lab_for, operations, preview_steps, require_lab
+
+from components.guests.kvm_seed import guest_mac
+
+pytestmark = pytest.mark.real
+require_lab()
+
+HOST = "devbox"
+KVM_GUESTS = ("web1", "web2")
+DOCKER_GUESTS = {"web3": "10.10.0.13", "backup": "10.10.0.20"}
+FRONTEND = "http://10.10.0.2/"
+FAKES_STATE = "/var/lib/virtfleet-fakes"
+TIMES: dict[str, tuple[float, int]] = {}  # what the closing note reports: (seconds, resources)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    yield from lab_for("dev", tmp_path_factory.mktemp("lab-dev"))
+
+
+def timed(name: str, lab, *args: str, check: bool = True):
+    start = time.monotonic()
+    done = lab.pulumi(*args, check=check)
+    TIMES[name] = (time.monotonic() - start, 0)
+    return done
+
+
+def edit_stack(lab, edit) -> None:
+    document = yaml.safe_load(lab.stack_file.read_text())
+    values = {k.split(":", 1)[1]: v for k, v in document["config"].items() if k.startswith("virtfleet:")}
+    edit(values)
+    for key, value in values.items():
+        document["config"][f"virtfleet:{key}"] = value
+    lab.stack_file.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+def guest_entry(values: dict, name: str) -> dict:
+    return next(g for g in values["guests"] if g["name"] == name)
+
+
+def snapshot(lab) -> dict:
+    """What the stack changes on devbox, read from the real systems and the fakes' state."""
+    probe = (
+        "virsh list --all --name | sort; echo ---; virsh vol-list default 2>/dev/null | awk 'NR>2 {print $1}' | sort;"
+        " echo ---; virsh net-list --all --name | sort; echo ---;"
+        " docker ps -a --format '{{.Names}}' | sort; echo ---; docker network ls --format '{{.Name}}' | sort; echo ---;"
+        f' for f in {FAKES_STATE}/*.json; do echo "$f"; cat "$f"; echo; done; echo ---;'
+        " ls /etc/NetworkManager/system-connections /etc/sysctl.d /etc/yum.repos.d 2>/dev/null; echo ---;"
+        " ip -br addr; echo ---; cat /etc/selinux/config /etc/hosts 2>/dev/null; echo ---; cat /etc/hostname; echo ---;"
+        " getenforce; getsebool -a; semanage fcontext -l -C -n"
+    )
+    out = lab.ssh(HOST, f"rpm -q rpm >/dev/null; {probe}").stdout  # any fake seeds the minimal EL install first
+    parts = out.split("---\n")
+    state = {}
+    files = re.findall(r"^(/var/lib/virtfleet-fakes/\S+\.json)\n(.*?)(?=^/var/lib/virtfleet-fakes/|\Z)", parts[5],
+                       flags=re.M | re.S)  # fmt: skip
+    for path, text in files:
+        data = json.loads(text)
+        if path.endswith("systemd.json"):
+            data.pop("jobs", None)  # the journal of every job: history, not state
+        if path.rsplit("/", 1)[1] in SELINUX_STATE:
+            continue  # made by the first SELinux call, defaults and all: compared as the tools show it
+        state[path] = data
+    return {
+        "domains": parts[0].split(),
+        "volumes": parts[1].split(),
+        "networks": parts[2].split(),
+        "containers": parts[3].split(),
+        "docker networks": parts[4].split(),
+        "fakes": state,
+        "files": parts[6],
+        "addresses": parts[7],
+        "config": parts[8],
+        "hostname": parts[9].strip(),
+        "selinux": parts[10],
+    }
+
+
+BEFORE: dict = {}
+SELINUX_STATE = ("selinux.json", "sebool.json", "fcontext.json")
+
+
+def differences(before, after, path: str = "") -> list[str]:
+    """Where two JSON-like values differ, as ``path: before -> after`` lines."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        return [d for k in sorted(set(before) | set(after), key=str)
+                for d in differences(before.get(k, "<absent>"), after.get(k, "<absent>"), f"{path}/{k}")]  # fmt: skip
+    return [] if before == after else [f"{path}: {before!r} -> {after!r}"]
+
+
+def test_the_first_preview_of_a_fresh_stack_succeeds(lab):
+    """Before any up: the libvirt provider connects while it is configured, so the trust files it
+    reads must exist already (the program writes them); the port-less URI must reach libvirt."""
+    BEFORE.update(snapshot(lab))
+    done = timed("first preview", lab, "preview", "--json", "--stack", "lab")
+    steps = preview_steps(done.stdout, by_urn=True)
+    assert steps and set(steps.values()) == {"create"}, steps
+    TIMES["first preview"] = (TIMES["first preview"][0], len(steps))
+    trust = lab.dir / "operator" / "virtfleet" / "lab" / HOST
+    assert (trust / "known_hosts").read_text() == f"10.10.0.2 {lab.views[HOST].host_public_key}\n"
+    assert (trust / "id").stat().st_mode & 0o777 == 0o600 and (trust / "id").read_text().endswith("\n")
+
+
+def test_up_from_empty_deploys_what_the_stack_says(lab):
+    created = operations(timed("up from empty", lab, "up", "--yes", "--json", "--stack", "lab").stdout, by_urn=True)
+    TIMES["up from empty"] = (TIMES["up from empty"][0], len(created))
+    assert set(created.values()) == {"create"}
+    # KVM guests: running domains on the bridge with their MAC and their seed disk.
+    for name in KVM_GUESTS:
+        info = lab.ssh(HOST, f"virsh domstate {name}; virsh domiflist {name}; virsh domblklist {name}").stdout
+        assert info.startswith("running\n"), info
+        mac = guest_mac(next(g for g in lab_fleet(lab).guests if g.name == name))
+        assert re.search(rf"^\s*vnet\d+\s+bridge\s+br0\s+virtio\s+{mac.lower()}\s*$", info, re.M), info
+        # Its disk as a volume of the default pool, its cloud-init seed as a CD-ROM.
+        assert re.search(rf"^\s*vda\s+{name}\.qcow2$", info, re.M), info
+        assert re.search(rf"^\s*hda\s+/var/lib/libvirt/images/{name}-seed\.iso$", info, re.M), info
+    # Docker guests: running containers at their LAN address, serving their page to the operator.
+    for name, address in DOCKER_GUESTS.items():
+        inspect = json.loads(lab.ssh(HOST, f"docker inspect {name}").stdout)[0]
+        assert inspect["State"]["Running"] is True
+        assert inspect["NetworkSettings"]["Networks"]["br0"]["IPAddress"] == address
+        page = lab.http_get(f"http://{address}/")
+        assert f"<h1>{name}</h1>" in page.stdout and page.stdout.endswith("\n200"), page
+    # The fakes' state is what the steps promise.
+    state = snapshot(lab)["fakes"]
+    installed = set(state[f"{FAKES_STATE}/rpmdb.json"]["packages"])
+    assert {"qemu-kvm", "libvirt", "docker-ce", "haproxy", "policycoreutils-python-utils"} <= installed
+    units = state[f"{FAKES_STATE}/systemd.json"]["units"]
+    for unit in ("libvirtd", "docker", "haproxy", "rsyslog"):
+        assert units[f"{unit}.service"]["enabled"] and units[f"{unit}.service"]["active"], unit
+    pools = lab.ssh(HOST, "virsh pool-info default").stdout
+    assert re.search(r"^State:\s+running$", pools, re.M) and re.search(r"^Autostart:\s+yes$", pools, re.M)
+    # The HAProxy frontend, run for real by the lab with the configuration the steps installed.
+    lab.start_balancer()
+    served = {re.search(r"<h1>(\w+)</h1>", lab.http_get(FRONTEND).stdout).group(1) for _ in range(12)}
+    assert served == {"web1", "web2", "web3"}, served
+
+
+def lab_fleet(lab):
+    from lab.stack import read_values, source_fleet
+
+    return source_fleet(read_values(lab.stack_file))
+
+
+def test_no_change_preview_after_up_and_after_a_second_up(lab):
+    timed("no-change preview", lab, "preview", "--expect-no-changes", "--stack", "lab")
+    second = lab.pulumi("up", "--yes", "--json", "--stack", "lab").stdout
+    assert operations(second) == {}, "a second up changes nothing"
+    lab.pulumi("preview", "--expect-no-changes", "--stack", "lab")
+
+
+def test_refresh_right_after_up_reports_no_drift(lab):
+    lab.pulumi("refresh", "--yes", "--expect-no-changes", "--stack", "lab")
+    lab.pulumi("preview", "--expect-no-changes", "--stack", "lab")
+
+
+def test_one_field_changed_touches_only_what_must_change(lab):
+    """web1's memory: pulumi-libvirt 0.5.4 cannot change it in place (ForceNew), so the domain is
+    defined again on the same disk, and its power step runs again for the new domain."""
+    edit_stack(lab, lambda v: guest_entry(v, "web1").update(memoryMiB=1536))
+    planned = preview_steps(lab.pulumi("preview", "--json", "--stack", "lab").stdout)
+    assert planned == {"web1": "replace", f"{HOST}-web1-power": "replace"}, planned
+    done = operations(timed("one-field update", lab, "up", "--yes", "--json", "--stack", "lab").stdout)
+    assert done == planned
+    TIMES["one-field update"] = (TIMES["one-field update"][0], len(planned))
+    info = lab.ssh(HOST, "virsh domstate web1; virsh dominfo web1").stdout
+    assert info.startswith("running\n") and re.search(r"^Max memory:\s+1572864 KiB$", info, re.M), info
+    lab.pulumi("preview", "--expect-no-changes", "--stack", "lab")
+
+
+def test_a_step_that_fails_half_way_names_host_step_and_what_to_do_then_converges(lab):
+    """A fourth web server (a Docker guest) is added while the host's semanage fails (a fault in the
+    fake): its page step stops with the frame's message; without the fault the next up converges."""
+    web4 = {"name": "web4", "type": "docker", "host": HOST, "image": "httpd:2.4", "memoryMiB": 256,
+            "network": {"bridge": "br0", "ip": "10.10.0.14"}}  # fmt: skip
+
+    def add(values):
+        values["guests"].append(web4)
+        values["loadBalancer"]["backends"].append("web4")
+
+    edit_stack(lab, add)
+    fault = {"fail": {"semanage fcontext": "ValueError: Could not open policy store: permission denied"}}
+    lab.ssh(HOST, f"printf '%s' {shlex.quote(json.dumps(fault))} > {FAKES_STATE}/faults.json")
+    failed = lab.pulumi("up", "--yes", "--stack", "lab", check=False)
+    output = failed.stdout + failed.stderr
+    assert failed.returncode != 0
+    assert "virtfleet: devbox/webserver-web4 (create) failed at line" in output, output[-3000:]
+    assert "fix the cause and run pulumi up again" in output
+    lab.ssh(HOST, f"rm {FAKES_STATE}/faults.json")
+    converged = operations(lab.pulumi("up", "--yes", "--json", "--stack", "lab").stdout)
+    assert converged.get("devbox-webserver-web4") == "create", converged
+    lab.pulumi("preview", "--expect-no-changes", "--stack", "lab")
+    lab.start_balancer()
+    served = {re.search(r"<h1>(\w+)</h1>", lab.http_get(FRONTEND).stdout).group(1) for _ in range(16)}
+    assert served == {"web1", "web2", "web3", "web4"}, served
+
+
+def test_a_guest_removed_takes_only_its_resources_and_the_steps_that_name_it(lab):
+    def remove(values):
+        values["guests"] = [g for g in values["guests"] if g["name"] != "web4"]
+        values["loadBalancer"]["backends"].remove("web4")
+
+    edit_stack(lab, remove)
+    output = lab.pulumi("up", "--yes", "--json", "--stack", "lab").stdout
+    done = operations(output)
+    assert done == preview_steps(output), "up did what its preview showed"
+    deleted = {name for name, op in done.items() if op == "delete"}
+    # web4 (its component and its container), its page step with its upload, and the record of its files.
+    page = "devbox-webserver-web4-file-var-lib-virtfleet-docker-web4-htdocs-index.html"
+    assert deleted == {"web4", "devbox-webserver-web4", page, "web4-webserver-files"}, deleted
+    # Steps whose content names web4: /etc/hosts of the host and the balancer's configuration.
+    updated = {name for name, op in done.items() if op == "update"}
+    assert updated == {"devbox-hosts-file", "devbox-haproxy-config"}, updated
+    assert "web4" not in lab.ssh(HOST, "docker ps -a --format '{{.Names}}'").stdout
+
+
+def test_a_protected_guest_stops_destroy_with_pulumis_message(lab):
+    edit_stack(lab, lambda v: guest_entry(v, "web1").update(protect=True))
+    lab.pulumi("up", "--yes", "--stack", "lab")
+    refused = lab.pulumi("destroy", "--yes", "--stack", "lab", check=False)
+    assert refused.returncode != 0
+    assert "web1" in refused.stdout + refused.stderr
+    assert "protected" in refused.stdout + refused.stderr
+    assert lab.ssh(HOST, "virsh domstate web1").stdout.startswith("running"), "nothing of web1 was deleted"
+    edit_stack(lab, lambda v: guest_entry(v, "web1").pop("protect"))
+    lab.pulumi("up", "--yes", "--stack", "lab")
+
+
+def test_no_secret_is_in_clear_in_the_state(lab):
+    exported = lab.pulumi("stack", "export", "--stack", "lab").stdout
+    key_body = "".join(lab.operator_key.read_text().splitlines()[1:-1])
+    stats = json.loads(lab.pulumi("stack", "output", "--json", "--show-secrets", "--stack", "lab").stdout)
+    for secret in (
+        key_body[:60],
+        key_body[-60:],
+        stats["statsPassword"],
+        stats["statsUser"] + ":" + stats["statsPassword"],
+    ):
+        assert secret not in exported
+    assert exported.count('"ciphertext"') >= 5
+
+
+def test_destroy_leaves_the_host_as_it_was_and_the_trust_files_gone(lab):
+    deleted = operations(timed("destroy", lab, "destroy", "--yes", "--json", "--stack", "lab").stdout, by_urn=True)
+    TIMES["destroy"] = (TIMES["destroy"][0], len(deleted))
+    after = snapshot(lab)
+    # What stays on purpose (README "What destroy leaves"): libvirt's default pool, host infrastructure,
+    # and the host's name (a host without one is worse off than with the stack's).
+    assert after["volumes"] == [] and BEFORE["volumes"] == []
+    assert re.search(r"^State:\s+running$", lab.ssh(HOST, "virsh pool-info default").stdout, re.M)
+    assert after["hostname"] == "devbox.dev.virtfleet.internal" != BEFORE["hostname"]
+    for key in ("domains", "networks", "containers", "docker networks", "files", "addresses", "config", "selinux"):
+        assert after[key] == BEFORE[key], key
+    print("\n".join(differences(BEFORE["fakes"], after["fakes"])))
+    assert after["fakes"] == BEFORE["fakes"], differences(BEFORE["fakes"], after["fakes"])
+    assert not (lab.dir / "operator" / "virtfleet" / "lab").exists(), "the trust files and their directory go"
+    print("\nL5 dev cycle:", {k: f"{s:.1f} s, {n} resources" for k, (s, n) in TIMES.items()})
