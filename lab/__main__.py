@@ -29,7 +29,7 @@ def up(lab: Lab) -> int:
         lab.say(f"lab {lab.stack}: pulumi up failed (above); the lab stays up to look at it. "
                 f"Fix, then `make lab` again; `make lab-down` removes it.")  # fmt: skip
         return done.returncode
-    node = lab.start_balancer()
+    node = lab.start_services()
     outputs = json.loads(lab.pulumi("stack", "output", "--json", "--stack", lab.stack).stdout or "{}")
     lab.say("\nStack outputs (secrets hidden):")
     for key, value in outputs.items():

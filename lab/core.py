@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import net
-from .images import import_web_image, make_cloud_image, make_install_tree
+from .images import import_web_image, make_cloud_image, make_install_tree, push_to_registry
 from .stack import IMAGE_PORT, Topology, lab_values, read_values, source_fleet, topology, write_stack_file
 from .view import HostView, ViewSpec
 
@@ -50,13 +50,26 @@ http {{
     fastcgi_temp_path {d}/tmp;
     uwsgi_temp_path {d}/tmp;
     scgi_temp_path {d}/tmp;
-    types {{ application/octet-stream qcow2 img; }}
+    types {{ application/octet-stream qcow2 img iso; }}
     server {{
         listen {address}:{port};
         root {root};
         autoindex on;
     }}
 }}
+"""
+
+
+REGISTRY_PORT = 5000
+REGISTRY_CONF = """\
+version: 0.1
+log:
+  level: error
+storage:
+  filesystem:
+    rootdirectory: {root}
+http:
+  addr: {address}:{port}
 """
 
 
@@ -89,6 +102,7 @@ class Lab:
         self.say = progress
         self.topology: Topology | None = None
         self.views: dict[str, HostView] = {}
+        self.registry: str | None = None  # host:port of the lab's registry, when a Docker image is pinned
         self._load()
 
     # -- paths and names -----------------------------------------------------------------------
@@ -118,10 +132,11 @@ class Lab:
             return
         saved = json.loads(self.state_file.read_text())
         self.prefix = saved["prefix"]
+        self.registry = saved.get("registry")
         self.project = Path(saved["project"])
         values = read_values(self.project / f"Pulumi.{saved['source']}.yaml")
         self.topology = topology(source_fleet(values))
-        for name, pid in saved["views"].items():
+        for name, pid in saved["views"].items():  # (machines that only serve a page have no view)
             machine = next(m for m in self.topology.machines if m.name == name)
             view = HostView(self._spec(machine), self.dir / "machines" / name, self.cgroup)
             view.pid = pid
@@ -137,6 +152,7 @@ class Lab:
                     "project": str(self.project),
                     "views": {name: view.pid for name, view in self.views.items()},
                     "nginx": nginx_pid,
+                    "registry": self.registry,
                 },
                 indent=2,
             )
@@ -153,6 +169,9 @@ class Lab:
             cpu_virt=machine.cpu_virt,
             web_root=machine.web_root,
             authorized_keys=(key,) if key else (),
+            xen=machine.xen,
+            vz_kernel=machine.vz_kernel,
+            registry=self.registry if machine.docker else None,
         )
 
     # -- state ---------------------------------------------------------------------------------
@@ -189,8 +208,14 @@ class Lab:
         net.add_machine(self.prefix, 0, "op", [topo.operator])
         for index, machine in enumerate(topo.machines, start=1):
             net.add_machine(self.prefix, index, machine.name, list(machine.addresses))
+        if any("@sha256:" in ref for host in topo.machines for ref in self._docker_images(values, host.name)):
+            self.registry = f"{topo.operator_ip}:{REGISTRY_PORT}"
         self.say("[2/5] machines: sshd views with the EL fakes; real libvirtd/dockerd where the stack has them")
         for machine in topo.machines:
+            if machine.serves_from:
+                host, _ = machine.serves_from
+                self.say(f"      {machine.name} {machine.addresses[0]}: serves its page from {host}'s container root")
+                continue
             view = HostView(self._spec(machine), self.dir / "machines" / machine.name, self.cgroup)
             view.prepare()
             view.start()
@@ -204,14 +229,20 @@ class Lab:
         image = make_cloud_image(www)
         make_install_tree(www)
         nginx_pid = self._start_image_server(www)
+        if self.registry:
+            self._start_registry()
+        pinned: dict[str, str] = {}
         for machine in topo.machines:
             if machine.docker:
                 for reference in self._docker_images(values, machine.name):
-                    import_web_image(self.views[machine.name], reference)
-                    self.say(f"      {machine.name}: image {reference} (busybox httpd, built here)")
+                    local = reference.split("@", 1)[0]
+                    import_web_image(self.views[machine.name], local)
+                    if "@" in reference:
+                        pinned[reference] = push_to_registry(self.views[machine.name], local, self.registry)
+                    self.say(f"      {machine.name}: image {pinned.get(reference, local)} (busybox httpd, built here)")
         self._save(nginx_pid)
         self.say(f"[4/5] stack {self.stack}: {self.stack_file.name} from Pulumi.{self.source}.yaml")
-        self._write_stack(values, image)
+        self._write_stack(values, image, pinned)
 
     def _docker_images(self, values: dict, host: str) -> list[str]:
         return sorted(
@@ -221,6 +252,8 @@ class Lab:
     def _known_hosts(self) -> None:
         lines = []
         for machine in self.topology.machines:
+            if machine.serves_from:
+                continue
             for address in machine.addresses:
                 lines.append(f"{address.split('/')[0]} {self.views[machine.name].host_public_key}\n")
         (self.dir / "known_hosts").write_text("".join(lines))
@@ -254,14 +287,40 @@ class Lab:
             time.sleep(0.1)
         raise LabError("the lab's image server did not answer within 10 s")
 
-    def _write_stack(self, values: dict, image: Path) -> None:
+    def _start_registry(self) -> None:
+        """Debian's docker-registry (the Distribution registry) on the operator's address, plain HTTP."""
+        directory = self.dir / "registry"
+        (directory / "data").mkdir(parents=True, exist_ok=True)
+        conf = directory / "config.yml"
+        address = self.topology.operator_ip
+        conf.write_text(REGISTRY_CONF.format(root=directory / "data", address=address, port=REGISTRY_PORT))
+        log = open(directory / "registry.log", "ab")  # noqa: SIM115 - handed to the child
+        with log:
+            argv = ["nsenter", f"--net=/run/netns/{self.operator_ns}", "--", "docker-registry", "serve", str(conf)]
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        probe = ["nsenter", f"--net=/run/netns/{self.operator_ns}", "--", "curl", "-fsS", "-o", "/dev/null",
+                 f"http://{self.registry}/v2/"]  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise LabError(
+                    f"the lab's registry exited {proc.returncode}: {(directory / 'registry.log').read_text()}"
+                )
+            if subprocess.run(probe, capture_output=True, timeout=10).returncode == 0:
+                return
+            time.sleep(0.1)
+        raise LabError("the lab's registry did not answer within 10 s")
+
+    def _write_stack(self, values: dict, image: Path, pinned: dict[str, str]) -> None:
         ip = self.topology.operator_ip
+        hosts = [m for m in self.topology.machines if not m.stand_in and not m.serves_from]
         lab = lab_values(
             values,
-            host_keys={m.name: self.views[m.name].host_public_key for m in self.topology.machines if not m.stand_in},
+            host_keys={m.name: self.views[m.name].host_public_key for m in hosts},
             image_url=f"http://{ip}:{IMAGE_PORT}/{image.name}",
             image_sha256=hashlib.sha256(image.read_bytes()).hexdigest(),
             install_url=f"http://{ip}:{IMAGE_PORT}/install/",
+            docker_images=pinned,
         )
         write_stack_file(
             self.stack_file,
@@ -351,22 +410,40 @@ class Lab:
 
     # -- what runs for real after up -----------------------------------------------------------
 
-    def start_balancer(self) -> str | None:
-        """Debian's real haproxy on the tier's node, with the configuration the stack's steps
-        installed there (the fakes' systemctl only records that it should run)."""
+    def start_services(self) -> str | None:
+        """What the fakes' systemctl only records, run for real after an up: Debian's haproxy on the
+        tier's node, with the configuration the stack's steps installed there, and each OpenVZ web
+        server's page at the container's address (busybox httpd, from the container's root on its
+        host: the vzctl fake gives containers no network). Returns the balancer's node."""
+        for machine in self.topology.machines:
+            if machine.serves_from:
+                self._serve_container_page(machine)
         values = read_values(self.stack_file)
         lb = values.get("loadBalancer")
         if not lb:
             return None
         node = lb["node"]
+        # (the configuration names its own pidfile, /run/haproxy.pid; -sf hands over a running one)
         self.ssh(
             node,
             "set -e; mkdir -p /run/haproxy; haproxy -c -q -f /etc/haproxy/haproxy.cfg; "
-            'if [ -s /run/haproxy-lab.pid ] && kill -0 "$(cat /run/haproxy-lab.pid)" 2>/dev/null; then '
-            'haproxy -D -f /etc/haproxy/haproxy.cfg -p /run/haproxy-lab.pid -sf "$(cat /run/haproxy-lab.pid)"; '
-            "else haproxy -D -f /etc/haproxy/haproxy.cfg -p /run/haproxy-lab.pid; fi",
+            "if [ -s /run/haproxy.pid ] && kill -0 \"$(cat /run/haproxy.pid)\" 2>/dev/null; then "
+            "haproxy -D -f /etc/haproxy/haproxy.cfg -sf \"$(cat /run/haproxy.pid)\"; "
+            "else haproxy -D -f /etc/haproxy/haproxy.cfg; fi",
         )
         return node
+
+    def _serve_container_page(self, machine) -> None:
+        host, path = machine.serves_from
+        root = self.views[host].root_path(path)
+        if not root.is_dir():
+            raise LabError(f"{machine.name}: {path} is not in {host}'s view: was the container made?")
+        namespace = f"{self.prefix}-{machine.name}"
+        net.kill_in(namespace)  # a page server of an earlier run
+        subprocess.run(
+            ["nsenter", f"--net=/run/netns/{namespace}", "--", "busybox", "httpd", "-p", "80", "-h", str(root)],
+            check=True, capture_output=True, timeout=10, start_new_session=True,
+        )  # fmt: skip
 
     def http_get(self, url: str, timeout: float = 10) -> subprocess.CompletedProcess:
         """curl from the operator's namespace (the lab's only client)."""

@@ -66,10 +66,8 @@ def add_machine(prefix: str, index: int, name: str, addresses: list[str]) -> str
     return namespace
 
 
-def delete_namespace(namespace: str) -> list[str]:
-    """Kill what runs in it (bounded), then delete it; returns what failed."""
-    if not namespace_exists(namespace):
-        return []
+def kill_in(namespace: str) -> None:
+    """Kill every process of the namespace (bounded)."""
     for _ in range(50):
         pids = subprocess.run(
             ["ip", "netns", "pids", namespace], capture_output=True, text=True, timeout=10
@@ -80,6 +78,13 @@ def delete_namespace(namespace: str) -> list[str]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid), signal.SIGKILL)
         time.sleep(0.1)
+
+
+def delete_namespace(namespace: str) -> list[str]:
+    """Kill what runs in it, then delete it; returns what failed."""
+    if not namespace_exists(namespace):
+        return []
+    kill_in(namespace)
     done = subprocess.run(["ip", "netns", "del", namespace], capture_output=True, text=True, timeout=10)
     return [f"ip netns del {namespace}: {done.stderr.strip()}"] if done.returncode else []
 

@@ -4,9 +4,10 @@ The lab carries the stack's own addresses (inside its namespaces), so almost not
 
 - every host's ``hostKey`` is pinned to its view's freshly made host key;
 - the stack logs in with the lab operator's key (``sshPrivateKey``), not an agent;
-- KVM guests boot the lab's generated image, served by the operator with its sha256 (nothing is
-  downloaded from outside this machine), and use a CPU model QEMU runs here;
-- installer guests (kickstart) get the lab's install tree.
+- KVM and Xen guests boot the lab's generated image, served by the operator with its sha256
+  (nothing is downloaded from outside this machine); KVM guests use a CPU model QEMU runs here;
+- installer guests (kickstart, KVM and Xen) and VirtualBox installs get the lab's install tree;
+- a Docker image pinned by digest is the lab's own image, pinned by its digest in the lab's registry.
 
 What the lab cannot boot (a guest OS) is stood in for: each guest the program logs in to over SSH
 (the HAProxy tier's web servers and its balancer node, when those are KVM, Xen or VirtualBox
@@ -41,8 +42,13 @@ class Machine:
     libvirt: bool = False
     docker: bool = False
     cpu_virt: bool = False
+    xen: bool = False  # shows itself a Xen dom0 (lab/view.py)
+    vz_kernel: bool = False  # shows an OpenVZ 7 kernel (lab/view.py)
     stand_in: bool = False  # a guest the lab cannot boot: an sshd view at its address
     web_root: str | None = None
+    # An OpenVZ container (the vzctl fake: no network of its own): its address serves the page the
+    # tier put in the container's root on its host, (host, path in the host's view).
+    serves_from: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -85,8 +91,12 @@ def topology(fleet: Fleet) -> Topology:
                 libvirt=host.has_role(Role.KVM),
                 docker=host.has_role(Role.DOCKER),
                 cpu_virt=host.has_role(Role.KVM) or host.has_role(Role.VIRTUALBOX),
+                xen=host.has_role(Role.XEN),
+                vz_kernel=host.has_role(Role.OPENVZ),
             )
         )
+    lb = fleet.load_balancer
+    web_servers = {*lb.backends, *lb.backups} if lb else set()
     for name in ssh_guests(fleet):
         guest = fleet.guest(name)
         network = fleet.host(guest.host).bridge(guest.network.bridge).address.network
@@ -96,15 +106,26 @@ def topology(fleet: Fleet) -> Topology:
                 addresses=(f"{guest.network.ip}/{network.prefixlen}",),
                 os_family=guest.os_family,
                 stand_in=True,
-                web_root="/var/www/html",
+                # a web server serves the page its step puts there (the balancer's node serves nothing)
+                web_root="/var/www/html" if name in web_servers else None,
             )
+        )
+    for name in [*lb.backends, *lb.backups] if lb else []:
+        guest = fleet.guest(name)
+        if guest.type != "openvz":
+            continue
+        network = fleet.host(guest.host).bridge(guest.network.bridge).address.network
+        root = f"/var/lib/virtfleet-fakes/vz/root/{guest.ctid}/var/www/html"  # tests/fakes/vzctl.py
+        machines.append(
+            Machine(name=name, addresses=(f"{guest.network.ip}/{network.prefixlen}",), serves_from=(guest.host, root))
         )
     return Topology(operator, tuple(machines))
 
 
 def lab_values(values: dict[str, Any], *, host_keys: dict[str, str], image_url: str, image_sha256: str,
-               install_url: str) -> dict[str, Any]:  # fmt: skip
-    """The source stack's values as the lab deploys them (see the module docstring)."""
+               install_url: str, docker_images: dict[str, str]) -> dict[str, Any]:  # fmt: skip
+    """The source stack's values as the lab deploys them (see the module docstring). ``docker_images``:
+    a pinned reference (``httpd:2.4.65@sha256:…``) -> the same image pinned in the lab's registry."""
     lab = copy.deepcopy(values)
     ssh = dict(lab.get("ssh") or {})
     ssh.pop("useAgent", None)
@@ -112,13 +133,18 @@ def lab_values(values: dict[str, Any], *, host_keys: dict[str, str], image_url: 
     for host in lab["hosts"]:
         host["hostKey"] = host_keys[host["name"]]
     for guest in lab.get("guests") or []:
-        if guest.get("type") != "kvm":
-            continue
-        guest["cpuMode"] = LAB_CPU_MODE
-        if guest.get("install"):
-            guest["install"] = {**guest["install"], "location": install_url}
-        else:
-            guest["image"] = {"url": image_url, "sha256": image_sha256}
+        kind = guest.get("type")
+        if kind == "kvm":
+            guest["cpuMode"] = LAB_CPU_MODE
+        if kind in ("kvm", "xen"):
+            if guest.get("install"):
+                guest["install"] = {**guest["install"], "location": install_url}
+            else:
+                guest["image"] = {"url": image_url, "sha256": image_sha256}
+        elif kind == "virtualbox" and not guest.get("image"):
+            guest["install"] = {**(guest.get("install") or {}), "location": install_url}
+        elif kind == "docker" and guest.get("image") in docker_images:
+            guest["image"] = docker_images[guest["image"]]
     return lab
 
 

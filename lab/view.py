@@ -72,6 +72,15 @@ SetEnv "PATH={path}"
 QEMU_CONF = 'user = "root"\ngroup = "root"\nsecurity_driver = "none"\n'
 
 
+# An OpenVZ 7 host's kernel release for `uname -r` (the role's running check), everything else from
+# the real uname: the lab's stand-in for a vzkernel this VM cannot boot.
+UNAME_VZ = """#!/bin/sh
+# virtfleet lab: this machine runs no OpenVZ kernel; `uname -r` shows one (lab/view.py)
+if [ "$*" = "-r" ]; then echo 3.10.0-1160.90.1.vz7.200.5; exit 0; fi
+exec /usr/bin/uname "$@"
+"""
+
+
 class ViewError(RuntimeError):
     pass
 
@@ -89,6 +98,9 @@ class ViewSpec:
     web_root: str | None = None  # a stand-in guest serves this directory on :80 (busybox httpd)
     authorized_keys: tuple[str, ...] = ()
     fakes_hidden: tuple[str, ...] = field(default=())
+    xen: bool = False  # shows /sys/hypervisor/type "xen" (a dom0), which this VM is not
+    vz_kernel: bool = False  # `uname -r` shows an OpenVZ 7 kernel, which this VM does not run
+    registry: str | None = None  # host:port of the lab's registry, plain HTTP (dockerd --insecure-registry)
 
 
 def _run(argv: list[str], **kw) -> subprocess.CompletedProcess:
@@ -134,6 +146,9 @@ class HostView:
         for fake in sorted((FAKES / "bin").iterdir()):
             if fake.name not in hidden:
                 (fakes_bin / fake.name).symlink_to(fake.resolve())
+        if self.spec.vz_kernel:
+            (fakes_bin / "uname").write_text(UNAME_VZ)
+            (fakes_bin / "uname").chmod(0o755)
         path = f"{fakes_bin}:{SYSTEM_PATH}"
         (self.dir / "sshd_config").write_text(SSHD_CONFIG.format(dir=self.dir, path=path))
         if self.spec.cpu_virt:
@@ -159,7 +174,7 @@ class HostView:
             f"mkdir -p {d}/layers && mount -t tmpfs -o mode=0700 vfl-layers {d}/layers",
             # sysfs of this network namespace (the bridge step reads /sys/class/net), cgroups kept.
             f"mkdir -p {d}/layers/cgroup && mount --rbind /sys/fs/cgroup {d}/layers/cgroup",
-            "mount -t sysfs sysfs /sys",
+            *(self._xen_sysfs(d) if self.spec.xen else ["mount -t sysfs sysfs /sys"]),
             f"mount --rbind {d}/layers/cgroup /sys/fs/cgroup",
         ]
         if self.spec.cpu_virt:
@@ -192,10 +207,11 @@ class HostView:
                 "libvirtd -d",
             ]
         if self.spec.docker:
+            registry = f"--insecure-registry={self.spec.registry} " if self.spec.registry else ""
             lines += [
                 "mkdir -p /var/lib/docker && mount --no-canonicalize --bind /proc/self/fd/3 /var/lib/docker",
                 f"dockerd --data-root=/var/lib/docker --exec-root=/run/docker-exec --host=unix:///run/docker.sock "
-                f"--pidfile=/run/docker.pid --iptables=false --ip-masq=false "
+                f"--pidfile=/run/docker.pid --iptables=false --ip-masq=false {registry}"
                 f"--cgroup-parent={cg}-docker --log-level=warn >&4 2>&4 &",
             ]
         if self.spec.web_root:
@@ -206,6 +222,17 @@ class HostView:
             f"exec /usr/sbin/sshd -D -e -f {d}/sshd_config",
         ]
         return "\n".join(lines) + "\n"
+
+    @staticmethod
+    def _xen_sysfs(d: str) -> list[str]:
+        """/sys as a tmpfs holding this namespace's sysfs entries plus hypervisor/type = xen: sysfs
+        itself has no /sys/hypervisor on a machine that is not a Xen guest or dom0."""
+        return [
+            f"mkdir -p {d}/layers/sysfs && mount -t sysfs sysfs {d}/layers/sysfs",
+            "mount -t tmpfs -o mode=0755 vfl-sys /sys",
+            f'for e in {d}/layers/sysfs/*; do mkdir -p "/sys/${{e##*/}}" && mount --rbind "$e" "/sys/${{e##*/}}"; done',
+            "mkdir -p /sys/hypervisor && printf 'xen\\n' > /sys/hypervisor/type",
+        ]
 
     # -- process -------------------------------------------------------------------------------
 
@@ -236,13 +263,12 @@ class HostView:
         return text
 
     def init_pid(self) -> int | None:
-        """PID (in this machine's PID namespace) of the view's PID 1, the child of unshare."""
+        """PID (in this machine's PID namespace) of the view's PID 1: the child of ``unshare`` (``nsenter``
+        entering only a network namespace execs it in place)."""
         if self.pid is None:
             return None
-        for pid in _children(self.pid):  # nsenter -> unshare
-            for child in _children(pid):  # unshare -> PID 1 (sh, then sshd)
-                return child
-        return None
+        children = _children(self.pid)
+        return children[0] if children else None
 
     def root_path(self, path: str) -> Path:
         """``path`` as the view sees it, reachable from this machine (through /proc/PID/root)."""

@@ -17,7 +17,6 @@ import components.haproxy_web as haproxy_web
 from components.guests.docker import container_args, image_profile, provider_cpus
 from components.model import DockerGuest as DockerGuestModel
 from components.model import FleetConfigError, load_fleet
-from plan.mocks import PULLED_IMAGE_ID
 from plan.run import StackConfig, load_stack, run_program
 
 CONTAINER = "docker:index/container:Container"
@@ -76,7 +75,13 @@ def test_every_docker_guest_has_one_container_with_container_args_as_inputs(runs
             (container,) = [r for r in rec.children(component.urn) if r.type == CONTAINER]
             expected = as_recorded(container_args(guest, fleet))
             inputs = dict(container.inputs)
-            assert inputs.pop("image") == PULLED_IMAGE_ID  # the pulled image's id
+            # The reference as the stack gives it (known at preview; the provider reads it back as created),
+            # and the container waits for its pull.
+            assert inputs.pop("image") == guest.image
+            image = next(
+                r for r in rec.of_type("docker:index/remoteImage:RemoteImage") if r.inputs["name"] == guest.image
+            )
+            assert image.urn in container.dependencies
             assert {k: inputs[k] for k in expected} == expected, (stack, guest.name)
             assert set(inputs) == set(expected), (stack, sorted(set(inputs) ^ set(expected)))
 

@@ -134,7 +134,9 @@ def test_web_server_steps_wait_for_their_guest_component_when_it_exists(planned)
 def test_outputs_name_the_frontend_and_stats(planned):
     fleet, rec, _ = planned
     lb = fleet.load_balancer
-    assert rec.outputs["frontendUrl"] == f"http://{lb.frontend.address}/"
+    scheme = "https" if lb.https.enabled else "http"  # staging and prod serve HTTPS, dev plain HTTP
+    assert rec.outputs["frontendUrl"] == f"{scheme}://{lb.frontend.address}/"
+    assert rec.outputs["statsUrl"].startswith(f"{scheme}://")
     assert rec.outputs["statsUrl"].endswith(f":{lb.stats_bind.port}{lb.stats.uri}")
     # The credentials are secret outputs (the recording masks secrets).
     assert rec.outputs["statsUser"] == rec.outputs["statsPassword"] == SECRET_MARK
@@ -254,13 +256,20 @@ def test_with_https_the_stats_page_is_https_too():
 
 
 def prod_with_lb(**changes):
-    return edited_fleet("prod", lambda values: values["loadBalancer"].update(changes))
+    """prod's tier over plain HTTP, then ``changes`` (prod itself serves HTTPS: the "prod" case)."""
+
+    def edit(values):
+        values["loadBalancer"]["https"] = {"enabled": False}
+        values["loadBalancer"].update(changes)
+
+    return edited_fleet("prod", edit)
 
 
 @pytest.mark.parametrize(
     ("changes", "frontend", "stats"),
     [
         ({}, "http://10.0.0.10/", "http://10.0.0.10:8404/stats"),
+        ({"https": {"enabled": True}}, "https://10.0.0.10/", "https://10.0.0.10:8404/stats"),
         ({"frontend": {"address": "10.0.0.10", "port": 8080}}, "http://10.0.0.10:8080/", "http://10.0.0.10:8404/stats"),
         ({"https": {"enabled": True}}, "https://10.0.0.10/", "https://10.0.0.10:8404/stats"),
         ({"https": {"enabled": True, "port": 8443}, "stats": {"bind": {"address": "0.0.0.0", "port": 9000},
@@ -272,8 +281,8 @@ def prod_with_lb(**changes):
         ({"frontend": {"address": "127.0.0.1", "port": 8080}, "stats": {"bind": {"address": "127.0.0.1", "port": 80}}},
          "http://127.0.0.1:8080/", "http://127.0.0.1/stats"),
     ],
-    ids=["prod", "frontend-port", "https", "https-port-stats-any", "any-address-no-stats", "https-any-address",
-         "loopback"],
+    ids=["plain-http", "prod", "frontend-port", "https", "https-port-stats-any", "any-address-no-stats",
+         "https-any-address", "loopback"],
 )  # fmt: skip
 def test_frontend_and_stats_urls(changes, frontend, stats):
     """Default ports are left out, others shown; 0.0.0.0 is reached at the node's own address."""

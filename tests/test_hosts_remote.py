@@ -117,9 +117,12 @@ PROBES = {
     "hosts": "cat /etc/hosts",
     "repos": 'for f in /etc/yum.repos.d/*.repo; do [ -e "$f" ] && printf \'== %s\\n\' "$f" && cat "$f"; done; true',
     "boot": "grubby --default-kernel; grubby --default-title",
+    # every entry: delete must not leave one behind (a dom0 entry would boot a removed xen.gz)
+    "boot entries": "grubby --info=ALL | grep '^title='",
     "sysctl_conf": "grep -v '^#' /etc/sysctl.d/90-virtfleet.conf 2>/dev/null || true",
     "vz_conf": "grep -v '^$' /etc/vz/vz.conf 2>/dev/null || true",
     "records": "ls /var/lib/virtfleet/installed 2>/dev/null || true",
+    "vbox": "VBoxManage list systemproperties 2>/dev/null | grep '^Autostart Database' || true",
 }
 
 

@@ -15,11 +15,22 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
 import time
 
 import pytest
 import yaml
-from support.lab_run import lab_for, operations, preview_steps, require_lab
+from support.lab_run import (
+    DAEMONS,
+    FAKES_STATE,
+    differences,
+    host_snapshot,
+    lab_for,
+    operations,
+    preview_steps,
+    require_lab,
+    secret_values,
+)
 
 from components.guests.kvm_seed import guest_mac
 
@@ -30,7 +41,6 @@ HOST = "devbox"
 KVM_GUESTS = ("web1", "web2")
 DOCKER_GUESTS = {"web3": "10.10.0.13", "backup": "10.10.0.20"}
 FRONTEND = "http://10.10.0.2/"
-FAKES_STATE = "/var/lib/virtfleet-fakes"
 TIMES: dict[str, tuple[float, int]] = {}  # what the closing note reports: (seconds, resources)
 
 
@@ -60,53 +70,11 @@ def guest_entry(values: dict, name: str) -> dict:
 
 
 def snapshot(lab) -> dict:
-    """What the stack changes on devbox, read from the real systems and the fakes' state."""
-    probe = (
-        "virsh list --all --name | sort; echo ---; virsh vol-list default 2>/dev/null | awk 'NR>2 {print $1}' | sort;"
-        " echo ---; virsh net-list --all --name | sort; echo ---;"
-        " docker ps -a --format '{{.Names}}' | sort; echo ---; docker network ls --format '{{.Name}}' | sort; echo ---;"
-        f' for f in {FAKES_STATE}/*.json; do echo "$f"; cat "$f"; echo; done; echo ---;'
-        " ls /etc/NetworkManager/system-connections /etc/sysctl.d /etc/yum.repos.d 2>/dev/null; echo ---;"
-        " ip -br addr; echo ---; cat /etc/selinux/config /etc/hosts 2>/dev/null; echo ---; cat /etc/hostname; echo ---;"
-        " getenforce; getsebool -a; semanage fcontext -l -C -n"
-    )
-    out = lab.ssh(HOST, f"rpm -q rpm >/dev/null; {probe}").stdout  # any fake seeds the minimal EL install first
-    parts = out.split("---\n")
-    state = {}
-    files = re.findall(r"^(/var/lib/virtfleet-fakes/\S+\.json)\n(.*?)(?=^/var/lib/virtfleet-fakes/|\Z)", parts[5],
-                       flags=re.M | re.S)  # fmt: skip
-    for path, text in files:
-        data = json.loads(text)
-        if path.endswith("systemd.json"):
-            data.pop("jobs", None)  # the journal of every job: history, not state
-        if path.rsplit("/", 1)[1] in SELINUX_STATE:
-            continue  # made by the first SELinux call, defaults and all: compared as the tools show it
-        state[path] = data
-    return {
-        "domains": parts[0].split(),
-        "volumes": parts[1].split(),
-        "networks": parts[2].split(),
-        "containers": parts[3].split(),
-        "docker networks": parts[4].split(),
-        "fakes": state,
-        "files": parts[6],
-        "addresses": parts[7],
-        "config": parts[8],
-        "hostname": parts[9].strip(),
-        "selinux": parts[10],
-    }
+    """What the stack changes on devbox (its real libvirtd and dockerd, and the fakes' state)."""
+    return host_snapshot(lab, HOST, DAEMONS)
 
 
 BEFORE: dict = {}
-SELINUX_STATE = ("selinux.json", "sebool.json", "fcontext.json")
-
-
-def differences(before, after, path: str = "") -> list[str]:
-    """Where two JSON-like values differ, as ``path: before -> after`` lines."""
-    if isinstance(before, dict) and isinstance(after, dict):
-        return [d for k in sorted(set(before) | set(after), key=str)
-                for d in differences(before.get(k, "<absent>"), after.get(k, "<absent>"), f"{path}/{k}")]  # fmt: skip
-    return [] if before == after else [f"{path}: {before!r} -> {after!r}"]
 
 
 def test_the_first_preview_of_a_fresh_stack_succeeds(lab):
@@ -119,7 +87,24 @@ def test_the_first_preview_of_a_fresh_stack_succeeds(lab):
     TIMES["first preview"] = (TIMES["first preview"][0], len(steps))
     trust = lab.dir / "operator" / "virtfleet" / "lab" / HOST
     assert (trust / "known_hosts").read_text() == f"10.10.0.2 {lab.views[HOST].host_public_key}\n"
-    assert (trust / "id").stat().st_mode & 0o777 == 0o600 and (trust / "id").read_text().endswith("\n")
+    assert (trust / "id").stat().st_mode & 0o777 == 0o600
+
+
+def test_the_key_set_the_documented_way_works_with_the_system_ssh(lab):
+    """`pulumi config set --secret virtfleet:sshPrivateKey < key` (the lab sets it so) drops the key's
+    final newline; the program writes it back with it, and OpenSSH (the Docker provider's client)
+    logs in with the file (without it: "Load key ...: error in libcrypto", issue 30)."""
+    stored = lab.pulumi("config", "get", "--stack", "lab", "virtfleet:sshPrivateKey").stdout
+    assert not stored.endswith("\n\n") and stored.rstrip("\n") == lab.operator_key.read_text().rstrip("\n")
+    trust = lab.dir / "operator" / "virtfleet" / "lab" / HOST
+    assert (trust / "id").read_text() == lab.operator_key.read_text()
+    trusted = "~/.virtfleet/lab/devbox"  # as the Docker provider's ssh options name them
+    login = lab.operator_argv(
+        ["ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-i", f"{trusted}/id",
+         "-o", f"UserKnownHostsFile={trusted}/known_hosts", "-o", "StrictHostKeyChecking=yes", "root@10.10.0.2", "true"]
+    )  # fmt: skip
+    done = subprocess.run(login, capture_output=True, text=True, timeout=30, env=lab.operator_env())
+    assert done.returncode == 0, done.stderr
 
 
 def test_up_from_empty_deploys_what_the_stack_says(lab):
@@ -152,7 +137,7 @@ def test_up_from_empty_deploys_what_the_stack_says(lab):
     pools = lab.ssh(HOST, "virsh pool-info default").stdout
     assert re.search(r"^State:\s+running$", pools, re.M) and re.search(r"^Autostart:\s+yes$", pools, re.M)
     # The HAProxy frontend, run for real by the lab with the configuration the steps installed.
-    lab.start_balancer()
+    lab.start_services()
     served = {re.search(r"<h1>(\w+)</h1>", lab.http_get(FRONTEND).stdout).group(1) for _ in range(12)}
     assert served == {"web1", "web2", "web3"}, served
 
@@ -211,7 +196,7 @@ def test_a_step_that_fails_half_way_names_host_step_and_what_to_do_then_converge
     converged = operations(lab.pulumi("up", "--yes", "--json", "--stack", "lab").stdout)
     assert converged.get("devbox-webserver-web4") == "create", converged
     lab.pulumi("preview", "--expect-no-changes", "--stack", "lab")
-    lab.start_balancer()
+    lab.start_services()
     served = {re.search(r"<h1>(\w+)</h1>", lab.http_get(FRONTEND).stdout).group(1) for _ in range(16)}
     assert served == {"web1", "web2", "web3", "web4"}, served
 
@@ -248,17 +233,14 @@ def test_a_protected_guest_stops_destroy_with_pulumis_message(lab):
 
 
 def test_no_secret_is_in_clear_in_the_state(lab):
-    exported = lab.pulumi("stack", "export", "--stack", "lab").stdout
-    key_body = "".join(lab.operator_key.read_text().splitlines()[1:-1])
+    secrets, stored = secret_values(lab, "lab")
+    key_lines = [line for line in lab.operator_key.read_text().splitlines()[1:-1] if len(line) >= 20]
     stats = json.loads(lab.pulumi("stack", "output", "--json", "--show-secrets", "--stack", "lab").stdout)
-    for secret in (
-        key_body[:60],
-        key_body[-60:],
-        stats["statsPassword"],
-        stats["statsUser"] + ":" + stats["statsPassword"],
-    ):
-        assert secret not in exported
-    assert exported.count('"ciphertext"') >= 5
+    assert stats["statsPassword"] in secrets and len(secrets) >= 5, secrets
+    for secret in (*secrets, *key_lines):
+        assert secret not in stored
+    assert stored.count('"ciphertext"') >= len(secrets)
+    assert not any(line in lab.stack_file.read_text() for line in key_lines), "the stack file holds ciphertext"
 
 
 def test_destroy_leaves_the_host_as_it_was_and_the_trust_files_gone(lab):
@@ -272,7 +254,6 @@ def test_destroy_leaves_the_host_as_it_was_and_the_trust_files_gone(lab):
     assert after["hostname"] == "devbox.dev.virtfleet.internal" != BEFORE["hostname"]
     for key in ("domains", "networks", "containers", "docker networks", "files", "addresses", "config", "selinux"):
         assert after[key] == BEFORE[key], key
-    print("\n".join(differences(BEFORE["fakes"], after["fakes"])))
     assert after["fakes"] == BEFORE["fakes"], differences(BEFORE["fakes"], after["fakes"])
     assert not (lab.dir / "operator" / "virtfleet" / "lab").exists(), "the trust files and their directory go"
     print("\nL5 dev cycle:", {k: f"{s:.1f} s, {n} resources" for k, (s, n) in TIMES.items()})

@@ -317,7 +317,7 @@ RULE_CASES: list[tuple[str, Callable[[dict], None], str, str]] = [
         "virtfleet:guests[3]",
         "not both",
     ),
-    ("xen-install-not-pv", _set(XEN2, "install", TREE), "virtfleet:guests[3]", "mode: pv"),
+    ("xen-install-not-pv", lambda v: XEN2(v).update(install=TREE, image=None), "virtfleet:guests[3]", "mode: pv"),
     ("xen-maxmem-below-memory", _set(XEN2, "maxMemoryMiB", 1024), "virtfleet:guests[3]", "maxMemoryMiB 1024"),
     ("xen-maxvcpus-below-vcpus", _set(XEN2, "maxVcpus", 1), "virtfleet:guests[3]", "maxVcpus 1"),
     ("xen-graphics-without-hvm", _set(XEN2, "graphics", "vnc"), "virtfleet:guests[3]", "needs mode: hvm"),

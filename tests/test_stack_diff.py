@@ -110,16 +110,16 @@ def test_one_change_is_one_line_by_name(tmp_path):
     values = stack_values("prod")
     other = copy.deepcopy(values)
     next(g for g in other["guests"] if g["name"] == "webserver3")["memoryMiB"] = 2048
-    other["loadBalancer"]["https"] = {"enabled": True}
+    other["loadBalancer"]["https"] = {"enabled": False}  # prod serves HTTPS
     a, b = fleet_from(values, tmp_path, "a"), fleet_from(other, tmp_path, "b")
     assert [(c.path, c.before, c.after) for c in model_changes(a, b)] == [
         ("guests[webserver3].memoryMiB", 1024, 2048),
-        ("loadBalancer.https.enabled", False, True),
+        ("loadBalancer.https.enabled", True, False),
     ]
-    assert feature_gaps(a, b) == {"tier features": ([], ["https", "https redirect"])}
+    assert feature_gaps(a, b) == {"tier features": (["https", "https redirect"], [])}
     lines = report("a", a, "b", b)
     assert "  virtfleet:guests[webserver3].memoryMiB: 1024 -> 2048" in lines
-    assert "  tier features: only a: -; only b: https, https redirect" in lines
+    assert "  tier features: only a: https, https redirect; only b: -" in lines
 
 
 def test_a_stack_without_balancer_lacks_the_tier(tmp_path):

@@ -49,7 +49,8 @@ def program(image: dict, **changes) -> dict[str, Step]:
 def installer_steps(image: dict) -> dict[str, Step]:
     """webserver2 on the seed's path: mode pv, EL7, the install tree served next to the image."""
     tree = image["url"].rsplit("/", 1)[0] + "/el7/"
-    return _program(json.dumps({"mode": "pv", "osFamily": "el7", "install": {"location": tree}}, sort_keys=True))
+    changes = {"mode": "pv", "osFamily": "el7", "install": {"location": tree}, "image": None}
+    return _program(json.dumps(changes, sort_keys=True))
 
 
 @functools.cache

@@ -170,7 +170,10 @@ class DockerGuest(pulumi.ComponentResource):
             depends_on.append(host.docker_networks[guest.network.bridge])
         self.container = docker.Container(
             guest.name,
-            image=image.image_id,
+            # The reference the stack gives (known at preview, so the policy pack judges it then), not the
+            # pulled image's id: pulumi-docker reads back the reference a container was created with
+            # (``Config.Image``), so this is no diff; the pull comes first (depends_on).
+            image=guest.image,
             **container_args(guest, context.fleet),
             opts=pulumi.ResourceOptions(
                 parent=self, provider=host.docker_provider, depends_on=depends_on, protect=guest.protect

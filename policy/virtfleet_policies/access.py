@@ -166,4 +166,43 @@ selinux_not_disabled = ResourceValidationPolicy(
     validate=_selinux,
 )
 
-POLICIES = [ssh_host_key_pinned, graphics_loopback_only, stats_page_protected, selinux_not_disabled]
+
+def _tier_https(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type not in (STEP_TYPE, FILES_TYPE):
+        return
+    for path, sections in haproxy_configs(args.props):
+        for section in sections:
+            if section.kind not in ("frontend", "listen"):
+                continue
+            stats = bool(section.directives("stats", "enable") or section.directives("stats", "uri"))
+            redirects = any(
+                tokens[:4] == ["http-request", "redirect", "scheme", "https"]
+                for tokens in section.directives("http-request")
+            )
+            where = f"{label(args.resource_type, args.name)}: files[{path!r}] {section.kind} {section.name}"
+            for tokens in section.directives("bind"):
+                address = tokens[1] if len(tokens) > 1 else ""
+                if "ssl" in tokens or is_loopback(bind_host(address)):
+                    continue
+                if stats:
+                    report(
+                        f"{where}: the stats page is served over plain HTTP on 'bind {address}': its password "
+                        "and the estate's servers cross the network in clear. Set loadBalancer.https.enabled: "
+                        "true (the stats page is then HTTPS only), or bind it to 127.0.0.1."
+                    )
+                elif not redirects:
+                    report(
+                        f"{where}: 'bind {address}' serves the site over plain HTTP. Set "
+                        "loadBalancer.https.enabled: true (plain HTTP then only redirects to HTTPS)."
+                    )
+
+
+tier_https_only = ResourceValidationPolicy(
+    name="tier-https-only",
+    description="The HAProxy tier serves its site and its stats page over HTTPS: a plain-HTTP bind off loopback "
+    "only redirects to HTTPS, and the stats page has none.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_tier_https,
+)
+
+POLICIES = [ssh_host_key_pinned, graphics_loopback_only, stats_page_protected, selinux_not_disabled, tier_https_only]

@@ -4,7 +4,7 @@
 ``--default-kernel``, ``--default-index``, ``--info=ALL|DEFAULT|PATH``, ``--set-default=PATH``,
 ``--set-default-index=N``, ``--update-kernel=ALL|DEFAULT|PATH --args=.. --remove-args=..``,
 ``--add-kernel=PATH --title=T [--initrd=P] [--args=..] [--copy-default] [--make-default]``,
-``--remove-kernel=PATH|ALL``, ``--add-multiboot=/boot/xen.gz --mbargs=..`` (EL7 Xen dom0 entries:
+``--remove-kernel=PATH|ALL|TITLE=title``, ``--add-multiboot=/boot/xen.gz --mbargs=..`` (EL7 Xen dom0 entries:
 the hypervisor is recorded with the entry, ``--default-kernel`` stays the Linux kernel).
 Kernel packages that ``yum``/``dnf`` install add their entry and become the default
 (UPDATEDEFAULT=yes), as on a real host. Error texts are close, not verbatim.
@@ -106,6 +106,11 @@ def indexes(boot: dict, param: str, *, by_index: bool = False) -> list[int]:
         return list(range(len(entries)))
     if param == "DEFAULT":
         return [boot["default"]]
+    if param.startswith("TITLE="):  # grubby's title selector: the entries with exactly that title
+        hits = [n for n, e in enumerate(entries) if e.get("title") == param.removeprefix("TITLE=")]
+        if hits:
+            return hits
+        bad_param(param)
     if by_index or param.isdigit():
         if param.isdigit() and int(param) < len(entries):
             return [int(param)]

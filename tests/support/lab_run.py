@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -137,3 +138,103 @@ def preview_steps(preview_json: str, *, by_urn: bool = False) -> dict[str, str]:
         for step in document.get("steps") or []
         if step["op"] not in ("same", "read")
     }
+
+
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's marker of a secret value in a checkpoint
+SECRET_LEAF = re.compile(r"privateKey|password|passphrase|secret|token|pem|stdin", re.I)  # not hostKey
+
+
+def secret_values(lab, stack: str) -> tuple[list[str], str]:
+    """Every secret the stack's state holds, in clear (``stack export --show-secrets``), and the
+    state as it is stored (``stack export``): each should be there as ciphertext only. A secret is a
+    string secret, or in a secret object the strings under keys that name secret material (a
+    connection's ``privateKey``, say; its host and user are not secrets of their own)."""
+    stored = lab.pulumi("stack", "export", "--stack", stack).stdout
+    shown = json.loads(lab.pulumi("stack", "export", "--show-secrets", "--stack", stack).stdout)
+    found: set[str] = set()
+
+    def leaves(value, key: str = "") -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                leaves(v, k)
+        elif isinstance(value, list):
+            for v in value:
+                leaves(v, key)
+        elif isinstance(value, str) and len(value) >= 8 and SECRET_LEAF.search(key):
+            found.add(value)
+
+    def walk(value) -> None:
+        if isinstance(value, dict):
+            if value.get(SECRET_SIG) and "plaintext" in value:
+                plain = json.loads(value["plaintext"])
+                if isinstance(plain, str) and len(plain) >= 8:
+                    found.add(plain)
+                else:
+                    leaves(plain)
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(shown)
+    return sorted(found), stored
+
+
+FAKES_STATE = "/var/lib/virtfleet-fakes"
+# Made by the first SELinux call with every default in it: compared as the tools show it instead.
+SELINUX_STATE = ("selinux.json", "sebool.json", "fcontext.json")
+HOST_PROBE = (
+    f'for f in {FAKES_STATE}/*.json; do echo "$f"; cat "$f"; echo; done; echo ---;'
+    " ls /etc/NetworkManager/system-connections /etc/sysctl.d /etc/yum.repos.d 2>/dev/null; echo ---;"
+    " ip -br addr; echo ---; cat /etc/selinux/config /etc/hosts 2>/dev/null; echo ---; cat /etc/hostname; echo ---;"
+    " getenforce; getsebool -a; semanage fcontext -l -C -n"
+)
+# What a host's real daemons (and the fakes of the CLIs that manage guests) hold, per kind of host.
+DAEMONS = {
+    "domains": "virsh list --all --name 2>&1 | sort",
+    "volumes": "virsh vol-list default 2>/dev/null | awk 'NR>2 {print $1}' | sort",
+    "networks": "virsh net-list --all --name 2>&1 | sort",
+    "containers": "docker ps -a --format '{{.Names}}' 2>&1 | sort",
+    "docker networks": "docker network ls --format '{{.Name}}' 2>&1 | sort",
+}
+
+
+def host_snapshot(lab, host: str, probes: dict[str, str]) -> dict:
+    """What a stack changes on ``host``: ``probes`` (name -> command) and the fakes' state, files,
+    addresses, config and SELinux as the tools show them. Any fake seeds the minimal EL install first."""
+    commands = [*probes.values(), HOST_PROBE]
+    out = lab.ssh(host, "rpm -q rpm >/dev/null; " + "; echo ---; ".join(commands), timeout=120).stdout
+    parts = out.split("---\n")
+    got = {name: parts[i].split() for i, name in enumerate(probes)}
+    fakes_at = len(probes)
+    state = {}
+    for path, text in re.findall(r"^(/var/lib/virtfleet-fakes/\S+\.json)\n(.*?)(?=^/var/lib/virtfleet-fakes/|\Z)",
+                                 parts[fakes_at], flags=re.M | re.S):  # fmt: skip
+        if path.rsplit("/", 1)[1] in SELINUX_STATE:
+            continue
+        data = json.loads(text)
+        if path.endswith("systemd.json"):
+            data.pop("jobs", None)  # the journal of every job: history, not state
+        if isinstance(data, dict):  # counters (xl's next domid) are history too
+            data = {k: v for k, v in data.items() if not k.startswith("next_")}
+            if not any(data.values()):
+                continue  # a fake's state with nothing in it (no domain left) is no state
+        state[path] = data
+    got.update(
+        fakes=state,
+        files=parts[fakes_at + 1],
+        addresses=parts[fakes_at + 2],
+        config=parts[fakes_at + 3],
+        hostname=parts[fakes_at + 4].strip(),
+        selinux=parts[fakes_at + 5],
+    )
+    return got
+
+
+def differences(before, after, path: str = "") -> list[str]:
+    """Where two JSON-like values differ, as ``path: before -> after`` lines."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        return [d for k in sorted(set(before) | set(after), key=str)
+                for d in differences(before.get(k, "<absent>"), after.get(k, "<absent>"), f"{path}/{k}")]  # fmt: skip
+    return [] if before == after else [f"{path}: {before!r} -> {after!r}"]
