@@ -427,8 +427,8 @@ class Lab:
         self.ssh(
             node,
             "set -e; mkdir -p /run/haproxy; haproxy -c -q -f /etc/haproxy/haproxy.cfg; "
-            "if [ -s /run/haproxy.pid ] && kill -0 \"$(cat /run/haproxy.pid)\" 2>/dev/null; then "
-            "haproxy -D -f /etc/haproxy/haproxy.cfg -sf \"$(cat /run/haproxy.pid)\"; "
+            'if [ -s /run/haproxy.pid ] && kill -0 "$(cat /run/haproxy.pid)" 2>/dev/null; then '
+            'haproxy -D -f /etc/haproxy/haproxy.cfg -sf "$(cat /run/haproxy.pid)"; '
             "else haproxy -D -f /etc/haproxy/haproxy.cfg; fi",
         )
         return node
