@@ -85,6 +85,6 @@ sdk_dir=$(cd engine/cli && go mod download -json "github.com/pulumi/pulumi/sdk/v
 install -m 0755 "$sdk_dir/python/cmd/pulumi-language-python-exec" "$out/bin/pulumi-language-python-exec"
 echo "      pulumi-language-python-exec: from sdk/v3 $sdk_version (the pinned Python SDK)"
 
-rm -rf "$out/home"  # the plugin home of earlier versions: plugins live in the user's plugin cache now
+rm -rf "${out:?}/home"  # the plugin home of earlier versions: plugins live in the user's plugin cache now
 echo "engine ready in .engine/: $("$out/bin/pulumi" version) (CLI), $host_version (Python language host)."
 echo "provider plugins: 'make plugins' checks the plugin cache (${PULUMI_HOME:-$HOME/.pulumi}) and installs what is missing."

@@ -51,8 +51,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "make plugins: missing from $home/plugins: ${missing[*]/%/,}" | sed 's/,$//' >&2
   echo "  Each one is 'pulumi-resource-NAME' of the provider's release VERSION. With a binary you have:" >&2
   for m in "${missing[@]}"; do
-    set -- $m
-    echo "    engine/pulumi plugin install resource $1 $2 --file /path/to/pulumi-resource-$1" >&2
+    read -r name version <<<"$m"
+    echo "    engine/pulumi plugin install resource $name $version --file /path/to/pulumi-resource-$name" >&2
   done
   echo "  (the tests that need them skip and name them; the README's 'Provider plugins' says more)" >&2
   exit 1

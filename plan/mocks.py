@@ -38,6 +38,35 @@ def planned_private_key() -> str:
     return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
 
 
+@cache
+def planned_tls() -> tuple[str, str]:
+    """(key PEM, certificate PEM) the plan gives pulumi-tls's key and self-signed certificate: real
+    ones, so ``haproxy -c`` loads the planned config as it loads the deployed one, and the same in
+    every plan (private scalar 1, fixed dates, RFC 6979 signature). Known to be no one's key."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+    from cryptography.x509.oid import NameOID
+
+    key = ec.derive_private_key(1, ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "virtfleet plan placeholder")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC))
+        .not_valid_after(datetime.datetime(2100, 1, 1, tzinfo=datetime.UTC))
+        .sign(key, hashes.SHA256(), ecdsa_deterministic=True)
+    )
+    key_pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
+    return key_pem, cert.public_bytes(Encoding.PEM).decode()
+
+
 @dataclass
 class ResourceRecord:
     urn: str
@@ -121,10 +150,10 @@ class RecordingMonitor(MockMonitor):
 _COMPUTED: dict[str, dict[str, Any]] = {
     "random:index/randomPassword:RandomPassword": {"result": placeholder("random-password")},
     "tls:index/privateKey:PrivateKey": {
-        "privateKeyPem": placeholder("tls-private-key"),
+        "privateKeyPem": planned_tls()[0],
         "publicKeyOpenssh": "ssh-ed25519 AAAAPLANPLACEHOLDER",
     },
-    "tls:index/selfSignedCert:SelfSignedCert": {"certPem": placeholder("tls-certificate")},
+    "tls:index/selfSignedCert:SelfSignedCert": {"certPem": planned_tls()[1]},
     "command:remote:Command": {"stdout": "", "stderr": ""},
     # Not placeholder(): those stand for secrets; an image's id is only unknown until the pull.
     "docker:index/remoteImage:RemoteImage": {"imageId": PULLED_IMAGE_ID, "repoDigest": PULLED_IMAGE_ID},

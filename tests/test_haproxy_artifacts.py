@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import edited_fleet
+from support.haproxy_check import certificate_pem, haproxy_check
 from support.tools import require_tool
 
 from components.haproxy_config import (
@@ -79,7 +80,13 @@ def test_config_step_is_secret_and_its_text_masked(planned):
     config = rec.named(f"{fleet.load_balancer.node}-haproxy-config", STEP)
     assert config.inputs["secret"] is True
     masked = config.masked_inputs()
-    assert masked["createScript"] == SECRET_MARK and masked["files"] == SECRET_MARK
+    assert masked["createScript"] == SECRET_MARK
+    # Its files as the policy pack sees them, known at preview: the password and the certificate masked.
+    cfg = masked["files"]["/etc/haproxy/haproxy.cfg"]
+    assert placeholder("random-password") not in str(masked["files"])
+    if fleet.load_balancer.stats.enabled:
+        assert f"stats auth '{fleet.load_balancer.stats.user}:(secret)'\n" in cfg
+    assert set(masked["files"].values()) - {cfg} <= {"(secret)\n"}
     (command,) = [c for c in rec.children(config.urn) if c.type == "command:remote:Command"]
     masked = command.masked_inputs()
     assert masked["stdin"] == masked["delete"] == SECRET_MARK
@@ -94,7 +101,7 @@ def test_planned_config_is_the_pure_render(planned):
     """The plan writes the node's haproxy.cfg, and it is exactly what tests and the benchmark run."""
     fleet, _, files = planned
     lb = fleet.load_balancer
-    expected = render_haproxy_cfg(lb, fleet, stats_password=placeholder("random-password"))
+    expected = render_haproxy_cfg(lb, fleet, stats_password="(secret)")  # the plan shows no password
     assert files[f"{lb.node}/etc/haproxy/haproxy.cfg"] == expected
     assert files[f"{lb.node}/etc/rsyslog.d/haproxy.conf"] == render_rsyslog_conf(lb)
 
@@ -145,12 +152,6 @@ def test_outputs_name_the_frontend_and_stats(planned):
 # -- L3 ---------------------------------------------------------------------------------------------
 
 
-def haproxy_check(tmp_path: Path, text: str) -> subprocess.CompletedProcess:
-    cfg = tmp_path / "haproxy.cfg"
-    cfg.write_text(text)
-    return subprocess.run([require_tool("haproxy"), "-c", "-f", str(cfg)], capture_output=True, text=True, timeout=30)
-
-
 @pytest.mark.real
 def test_haproxy_accepts_every_stacks_config(planned, tmp_path):
     fleet, _, files = planned
@@ -168,23 +169,19 @@ def test_haproxy_accepts_a_password_with_every_metacharacter(tmp_path):
 
 @pytest.mark.real
 def test_haproxy_accepts_the_https_config_with_a_real_certificate(tmp_path):
-    """HTTPS as the config step checks it: the candidate certificate under a rewritten crt-base."""
-    openssl = require_tool("openssl")
+    """HTTPS as the config step checks it: the step's own certificate file under a rewritten crt-base."""
     _, fleet = load_stack("prod")
     lb = https_variant(fleet)
-    args = "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=haproxy.packt.co.uk -days 1"
-    keys = ["-keyout", str(tmp_path / "k.pem"), "-out", str(tmp_path / "c.pem")]
-    subprocess.run([openssl, *args.split(), *keys], check=True, capture_output=True, timeout=30)
-    pem = (tmp_path / "c.pem").read_text() + (tmp_path / "k.pem").read_text()
-    step = render_config_step(lb, fleet, stats_password="x", certificate_pem=pem)
+    step = render_config_step(lb, fleet, stats_password="x", certificate_pem=certificate_pem())
     cfg = step.files[0].content
     assert "bind 10.0.0.10:443 ssl crt frontend.pem" in cfg
     assert "http-request redirect scheme https code 301 unless { ssl_fc }" in cfg
-    (tmp_path / "certs").mkdir()
-    (tmp_path / "certs" / "frontend.pem").write_text(step.files[1].content)
-    cfg = cfg.replace("    crt-base /etc/haproxy/certs", f"    crt-base {tmp_path / 'certs'}")
-    result = haproxy_check(tmp_path, cfg)
+    assert step.files[1].path == "/etc/haproxy/certs/frontend.pem" and step.files[1].mode == 0o600
+    result = haproxy_check(tmp_path, cfg, certificates={"frontend.pem": step.files[1].content})
     assert result.returncode == 0, result.stdout + result.stderr
+    # The check is real: a certificate file that is not a PEM is refused.
+    broken = haproxy_check(tmp_path / "broken", cfg, certificates={"frontend.pem": "not a certificate\n"})
+    assert broken.returncode != 0
 
 
 @pytest.mark.real

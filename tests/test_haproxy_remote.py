@@ -41,7 +41,7 @@ from components.haproxy_config import (
 )
 from components.haproxy_web import SEED_FIREWALL_PORTS, web_server_steps
 from components.steps import STAGING, STDIN_RUNNER, as_command
-from plan.mocks import placeholder
+from plan.mocks import placeholder, planned_tls
 from plan.run import load_stack, run_program
 
 pytestmark = pytest.mark.real
@@ -247,18 +247,21 @@ def test_haproxy_install_moves_httpd_off_the_balancer_ports_and_delete_undoes_it
     lb = fleet.load_balancer
     step = recorded(rec, lb.node, "haproxy-install")
     moves = {old: new for old, new in HTTPD_MOVES.items() if old in balancer_ports(lb)}
-    assert moves, "prod's balancer takes port 80 from httpd"
+    assert moves == {80: 8080, 443: 8443}, "prod's HTTPS balancer takes 80 and 443 from httpd"
     ports = [f"{p}/tcp" for p in firewall_ports(lb)]
+    ssl_conf = "/etc/httpd/conf.d/ssl.conf"
     with LoopbackSshd() as sshd:
         el_machine(sshd, fleet.guest(lb.node).os_family, balancer=True)
         original = ok(
             sshd, f"dnf -y install httpd >/dev/null && systemctl enable --now httpd 2>/dev/null && cat {HTTPD_CONF}"
         )
-        assert all(f"Listen {old}" in original.splitlines() for old in moves), original
+        assert "Listen 80" in original.splitlines(), original
+        sshd.upload("Listen 443 https\nSSLEngine on\n", ssl_conf)  # mod_ssl's, as it ships
         upload(sshd, step)
         converge(sshd, step)
-        got = probe(sshd, listens=f"grep ^Listen {HTTPD_CONF}", jobs=JOBS, httpd="systemctl is-active httpd")
-        assert got["listens"][1].splitlines() == [f"Listen {new}" for new in moves.values()], got["listens"]
+        listens = f"grep -h ^Listen {HTTPD_CONF} {ssl_conf}"
+        got = probe(sshd, listens=listens, jobs=JOBS, httpd="systemctl is-active httpd")
+        assert got["listens"][1].splitlines() == ["Listen 8080", "Listen 8443 https"], got["listens"]
         assert ("restart", "httpd.service") in jobs(got["jobs"][1]) and got["httpd"][0] == 0, got
 
         before = jobs(got["jobs"][1])
@@ -274,6 +277,7 @@ def test_haproxy_install_moves_httpd_off_the_balancer_ports_and_delete_undoes_it
             sebool="getsebool haproxy_connect_any",
         )
         assert got["conf"][1] == original, "httpd is back on its ports, byte for byte"
+        assert sshd.read(ssl_conf) == "Listen 443 https\nSSLEngine on\n", "mod_ssl's port too"
         assert got["files"][0] != 0 and not got["files"][1], f"delete removes the files: {got['files']}"
         new_jobs = jobs(got["jobs"][1])[len(before) :]
         assert sorted(new_jobs) == [("restart", "httpd.service"), ("restart", "rsyslog.service")], new_jobs
@@ -399,8 +403,10 @@ def test_httpd_on_the_balancer_gives_up_443_https_too(prod):
 
 def config_script(fleet, *, password: str) -> tuple[str, str]:
     """(create script, sent on stdin behind STDIN_RUNNER; haproxy.cfg) of the config step rendered
-    with another stats password."""
-    step = haproxy_tier.render_config_step(fleet.load_balancer, fleet, stats_password=password, certificate_pem=None)
+    with another stats password and the plan's certificate (pulumi-tls's, as the mocks give it)."""
+    key, cert = planned_tls()
+    lb = fleet.load_balancer
+    step = haproxy_tier.render_config_step(lb, fleet, stats_password=password, certificate_pem=cert + key)
     return step.create, step.files[0].content
 
 

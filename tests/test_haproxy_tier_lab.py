@@ -25,9 +25,17 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from support import haproxy_chaos as chaos
 from support.dockerd import docker_web_server
+from support.haproxy_check import certificate_pem
 from support.netlab import NetLab, new_prefix, wait_until
 
-from components.haproxy_config import out_of_rotation_bound_ms, render_haproxy_cfg, render_rsyslog_conf
+from components.haproxy_config import (
+    frontend_url,
+    out_of_rotation_bound_ms,
+    render_haproxy_cfg,
+    render_rsyslog_conf,
+    stats_url,
+)
+from components.haproxy_tier import render_config_step
 from plan.run import load_stack
 
 pytestmark = pytest.mark.real
@@ -53,12 +61,15 @@ class Tier:
         self.fleet = fleet
         self.lb_model = fleet.load_balancer
         self.rsyslog = None  # the rsyslogd process on the balancer, set by the fixture
-        self.frontend = "http://10.0.0.10/"
-        self.stats = f"http://10.0.0.10:{self.lb_model.stats_bind.port}{self.lb_model.stats.uri}"
+        # The component's own outputs: prod terminates HTTPS, its stats page too.
+        self.frontend = frontend_url(self.lb_model, fleet)
+        self.stats = stats_url(self.lb_model, fleet)
         self.lb = lab.machines["haproxy"]
         self.client = lab.machines["client"]
         self.web = {name: lab.machines[name] for name in ACTIVE}
-        self.chaos = chaos.TierUnderTest(self.lb, self.client, self.web, ACTIVE, (BACKUP,), self.frontend)
+        self.chaos = chaos.TierUnderTest(
+            self.lb, self.client, self.web, ACTIVE, (BACKUP,), self.frontend, cafile=self.client.ca_file
+        )
 
     def stat_rows(self) -> list[dict[str, str]]:
         text = self.lb.haproxy_command("show stat").lstrip("# ")
@@ -76,19 +87,29 @@ class Tier:
 def tier():
     _, fleet = load_stack("prod")
     lb = fleet.load_balancer
-    cfg = render_haproxy_cfg(lb, fleet, stats_password=PASSWORD)
     assert lb.backups == (BACKUP,) and fleet.guest(BACKUP).type == "docker"
+    assert lb.https.enabled, "prod terminates HTTPS at the balancer"
+    # The config step as the component renders it: haproxy.cfg and the frontend's certificate (a
+    # real one for the balancer's address, standing in for pulumi-tls's), both unchanged.
+    pem = certificate_pem(f"{lb.node}.{fleet.domain}", str(lb.frontend.address))
+    step = render_config_step(lb, fleet, stats_password=PASSWORD, certificate_pem=pem)
+    cfg, certificate = step.files
     with NetLab(new_prefix(), "10.0.0.0/24") as lab:
         for name in (*lb.backends, lb.node):
             lab.add_machine(name, [f"{fleet.machine_address(name)}/24"])
         lab.add_machine("client", ["10.0.0.50/24"])
         lab.add_machine("flooder", ["10.0.0.51/24"])
+        trusted = lab.machines["client"].workdir / "balancer-ca.pem"
+        trusted.write_text(pem)
+        for client in ("client", "flooder"):
+            lab.machines[client].ca_file = str(trusted)
         for name in lb.backends:
             lab.machines[name].serve_http(port=lb.backend_port, name=name)
         with docker_web_server(lab, fleet, BACKUP) as (dockerd, container_id, _page):
             node = lab.machines[lb.node]
+            node.write_file(certificate.path, certificate.content, certificate.mode)
             rsyslog = node.run_rsyslog(render_rsyslog_conf(lb))
-            node.run_haproxy(cfg)
+            node.run_haproxy(cfg.content)
             t = Tier(lab, fleet)
             t.rsyslog = rsyslog
             t.backup_container = dockerd.client.containers.get(container_id)
@@ -99,6 +120,7 @@ def tier():
 def test_the_lab_runs_the_prod_stacks_addresses(tier):
     assert [tier.web[n].ip for n in ACTIVE] == ["10.0.0.11", "10.0.0.12", "10.0.0.13"]
     assert tier.lb.ip == "10.0.0.10"
+    assert tier.frontend == "https://10.0.0.10/" and tier.stats == "https://10.0.0.10:8404/stats"
     tier.backup_container.reload()
     networks = tier.backup_container.attrs["NetworkSettings"]["Networks"]
     assert [n["IPAddress"] for n in networks.values()] == ["10.0.0.20"], "the backup is the real container"
@@ -126,9 +148,18 @@ def test_the_sticky_cookie_pins_a_client(tier, tmp_path):
 def test_the_backend_sees_forwarded_for_and_proto(tier):
     plain = tier.client.http_get(tier.frontend)
     assert plain.headers["x-seen-xff"] == "10.0.0.50"
-    assert plain.headers["x-seen-xfp"] == "http"
+    assert plain.headers["x-seen-xfp"] == "https"
     spoofed = tier.client.http_get(tier.frontend, headers={"X-Forwarded-For": "203.0.113.9"})
     assert spoofed.headers["x-seen-xff"] == "10.0.0.50", "a client-supplied X-Forwarded-For must not pass"
+
+
+def test_plain_http_is_redirected_to_https_and_the_certificate_verifies(tier):
+    plain = tier.client.http_get("http://10.0.0.10/some/page?q=1")
+    assert plain.status == 301 and plain.headers["location"] == "https://10.0.0.10/some/page?q=1", plain
+    assert not plain.served_by, "the redirect comes from the balancer, no server sees plain HTTP"
+    # curl verifies the balancer against the certificate the config step installed; without it, no.
+    untrusted = tier.lab.machines["flooder"].http_get(tier.frontend, extra_args=["--cacert", "/dev/null"])
+    assert untrusted.status == 0 and "certificate" in untrusted.error.lower(), untrusted
 
 
 def test_the_stats_page_needs_the_credentials(tier):
@@ -146,8 +177,9 @@ def test_the_stats_page_needs_the_credentials(tier):
 
 def test_requests_are_logged_through_rsyslog(tier):
     assert tier.client.http_get(tier.frontend).status == 200
-    line = tier.lb.wait_for_log(r"www webservers/webserver\d ")
-    assert "GET / HTTP/1.1" in line
+    # "www~": the frontend over TLS; curl negotiates HTTP/2 through the bind's ALPN.
+    line = tier.lb.wait_for_log(r"www~ webservers/webserver\d ")
+    assert '"GET https://10.0.0.10/ HTTP/2.0"' in line, line
 
 
 def logged_lines(tier) -> int:

@@ -8,7 +8,7 @@ import pytest
 from conftest import STACKS
 from support.tools import require_tool
 
-from plan.run import load_stack, run_program
+from plan.run import ROOT, load_stack, run_program
 from plan.write import machine_files
 
 
@@ -30,5 +30,17 @@ def test_host_step_scripts_are_shellcheck_clean(stack, tmp_path):
         paths.append(str(path))
     proc = subprocess.run(
         [shellcheck, "--severity=style", "--shell=bash", *paths], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.real
+def test_the_projects_own_shell_scripts_are_shellcheck_clean():
+    """The engine wrappers, the lab's entry points and CI: what runs on the operator's machine."""
+    shellcheck = require_tool("shellcheck")
+    scripts = [*sorted((ROOT / "engine").glob("*.sh")), ROOT / "engine" / "pulumi", ROOT / ".ci" / "run"]
+    scripts += [ROOT / "lab" / "pulumi", ROOT / "lab" / "shell"]
+    proc = subprocess.run(
+        [shellcheck, "--severity=style", "--shell=bash", *map(str, scripts)], capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

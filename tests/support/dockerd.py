@@ -19,13 +19,13 @@ the component cannot go untested by accident.
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import signal
 import subprocess
-import tarfile
 from pathlib import Path
 from typing import Any
+
+from lab.images import web_image_tar
 
 from .netlab import Machine, NetLabError, wait_until
 from .tools import require_tool
@@ -147,32 +147,18 @@ class LabDockerd:
     # -- images and containers ---------------------------------------------------------------
 
     def import_web_image(self, reference: str, *, docroot: str, port: int, extra_dirs: tuple[str, ...] = ()) -> str:
-        """A tiny web server image tagged ``reference``: Debian's busybox-static (``busybox httpd``
-        serving ``docroot`` on ``port``) and bash-static as ``bash`` (health checks use its
-        /dev/tcp, as in the httpd image). Returns the image id."""
-        busybox = Path(require_tool("busybox")).resolve()
-        bash = Path(require_tool("bash-static")).resolve()
-        data = io.BytesIO()
-        with tarfile.open(fileobj=data, mode="w") as tar:
-            tar.add(busybox, "bin/busybox")
-            tar.add(bash, "bin/bash")
-            directories = {"tmp"}
-            for directory in (docroot, *extra_dirs):
-                parts = Path(directory.strip("/")).parts
-                directories.update("/".join(parts[: i + 1]) for i in range(len(parts)))
-            for directory in sorted(directories):
-                info = tarfile.TarInfo(directory)
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
-        repository, _, tag = reference.partition(":")
-        changes = [
-            "ENV PATH=/bin",
-            f'CMD ["busybox", "httpd", "-f", "-p", "{port}", "-h", "{docroot}"]',
-        ]
+        """A tiny web server image tagged ``reference`` (a digest pin is dropped: an imported image has
+        none), the lab's (``lab.images.web_image_tar``: busybox httpd serving ``docroot`` on ``port``,
+        bash for the health check). Returns the image id."""
+        require_tool("busybox")
+        require_tool("bash-static")
+        local = reference.split("@", 1)[0]
+        repository, _, tag = local.partition(":")
+        changes = ["ENV PATH=/bin", f'CMD ["busybox", "httpd", "-f", "-p", "{port}", "-h", "{docroot}"]']
         self.client.api.import_image_from_data(
-            data.getvalue(), repository=repository, tag=tag or "latest", changes=changes
+            web_image_tar(docroot, extra_dirs), repository=repository, tag=tag or "latest", changes=changes
         )
-        return self.client.images.get(reference).id
+        return self.client.images.get(local).id
 
     def create_network(self, args: dict[str, Any]) -> str:
         """``docker_network_args`` through the Engine API, as pulumi-docker's Network does."""

@@ -41,13 +41,20 @@ from .netlab import Machine, wait_until
 SLOW_MS = 2000  # the issue's "slower than 2 s"
 POLL_S = 0.05
 TIMEOUT_S = 5  # a request not answered in 5 s has failed
+DEFAULT_PORT = {"http": 80, "https": 443}
 
 # N connections, each a thread sending GETs one after another over keep-alive for `duration`
 # seconds; the last request of each is waited for (socket timeout), so none is left uncounted.
 _CLIENT = r"""
-import http.client, json, sys, threading, time
+import http.client, json, ssl, sys, threading, time
 host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 connections, duration, timeout_s, slow_s = int(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6]), float(sys.argv[7])
+cafile = sys.argv[8] if len(sys.argv) > 8 else ""  # https: verify the balancer against this PEM
+context = ssl.create_default_context(cafile=cafile) if cafile else None
+def connect():
+    if context is None:
+        return http.client.HTTPConnection(host, port, timeout=timeout_s)
+    return http.client.HTTPSConnection(host, port, timeout=timeout_s, context=context)
 lock = threading.Lock()
 total = {"requests": 0, "failures": 0, "slow": 0, "max_s": 0.0, "errors": {}, "stale": 0}
 end = time.monotonic() + duration
@@ -63,7 +70,7 @@ def worker():
         start, error = time.monotonic(), None
         try:
             if conn is None:
-                conn, used = http.client.HTTPConnection(host, port, timeout=timeout_s), 0
+                conn, used = connect(), 0
             try:
                 response = get(conn)
             except STALE:
@@ -73,7 +80,7 @@ def worker():
                 # and urllib3, send the GET again once on a new connection (RFC 9112, 9.3.1).
                 mine["stale"] += 1
                 conn.close()
-                conn, used = http.client.HTTPConnection(host, port, timeout=timeout_s), 0
+                conn, used = connect(), 0
                 response = get(conn)
             used += 1
             if not 200 <= response.status < 400:
@@ -135,6 +142,7 @@ class TierUnderTest:
     actives: tuple[str, ...]
     backups: tuple[str, ...]
     url: str
+    cafile: str | None = None  # for an https:// url: the PEM the client verifies the balancer with
 
 
 @dataclass
@@ -208,8 +216,11 @@ def _served_more(name: str, base: dict[str, dict[str, str]]):
 def run_load(t: TierUnderTest, duration_s: float, connections: int, slow_ms: int = SLOW_MS) -> LoadResult:
     """Load the balancer from the client for ``duration_s`` (then up to TIMEOUT_S for the last requests)."""
     url = urlsplit(t.url)
-    argv = [sys.executable, "-c", _CLIENT, url.hostname or "", str(url.port or 80), url.path or "/"]
-    argv += [str(connections), str(duration_s), str(TIMEOUT_S), str(slow_ms / 1000)]
+    if url.scheme == "https" and not t.cafile:
+        raise ValueError(f"{t.url}: an https load needs the certificate to verify (cafile)")
+    argv = [sys.executable, "-c", _CLIENT, url.hostname or "", str(url.port or DEFAULT_PORT[url.scheme])]
+    argv += [url.path or "/", str(connections), str(duration_s), str(TIMEOUT_S), str(slow_ms / 1000)]
+    argv += [t.cafile] if url.scheme == "https" else []
     out = t.client.run(argv, timeout=duration_s + TIMEOUT_S + 20).stdout
     total = json.loads(out.strip().splitlines()[-1])
     return LoadResult(
@@ -337,7 +348,7 @@ def client_floods(
     while the load ran)."""
     count = frontend_session_limit(t.lb) + extra
     url = urlsplit(t.url)
-    host, port = url.hostname or "", str(url.port or 80)
+    host, port = url.hostname or "", str(url.port or DEFAULT_PORT[url.scheme])
     hold_s = duration_s + 6
     proc = flooder.popen(
         [sys.executable, "-c", _FLOODER, host, port, str(count), str(hold_s), str(4 + duration_s / 2)], label="flooder"

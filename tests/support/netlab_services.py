@@ -75,6 +75,7 @@ class ServicesMixin:
     _http: subprocess.Popen | None = None
     _http_start: tuple[list[str], int] | None = None
     _haproxy: subprocess.Popen | None = None
+    ca_file: str | None = None  # a PEM file curl trusts for https:// URLs (the lab's own certificate)
 
     # -- web server ---------------------------------------------------------------------------
 
@@ -266,6 +267,8 @@ class ServicesMixin:
             argv += ["-u", f"{auth[0]}:{auth[1]}"]
         if cookie_jar is not None:
             argv += ["-b", str(cookie_jar), "-c", str(cookie_jar)]
+        if self.ca_file is not None and url.startswith("https://"):
+            argv += ["--cacert", self.ca_file]
         result = self.run([*argv, *extra_args, url], check=False, timeout=timeout + 5, text=False)
         response = parse_curl_output(result.stdout) if result.stdout else HttpResponse(status=0)
         if result.returncode != 0:
