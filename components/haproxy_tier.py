@@ -95,6 +95,9 @@ def render_config_step(
     )
 
 
+MASKED = "(secret)"  # stands for the stats password and the certificate in what the policy pack sees
+
+
 class HaproxyTier(pulumi.ComponentResource):
     """Type ``virtfleet:lb:HaproxyTier``.
 
@@ -133,11 +136,19 @@ class HaproxyTier(pulumi.ComponentResource):
         step = pulumi.Output.all(password, certificate).apply(
             lambda values: render_config_step(lb, fleet, stats_password=values[0], certificate_pem=values[1])
         )
+        # What the policy pack judges at preview: the same files with the secrets masked.
+        public = render_config_step(
+            lb,
+            fleet,
+            stats_password=MASKED if password is not None else None,
+            certificate_pem=MASKED if certificate is not None else None,
+        )
         self.config_step = RemoteStep(
             step,
             machine=lb.node,
             name="haproxy-config",
             connection=connection,
+            public_files={f.path: f.content for f in public.files},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[install]),
         )
         self.haproxy_cfg = pulumi.Output.secret(step.apply(lambda s: s.files[0].content))

@@ -33,6 +33,7 @@ class RemoteStep(pulumi.ComponentResource):
         replace_key: pulumi.Input[str] | None = None,
         protect: bool = False,
         download: dict[str, str] | None = None,
+        public_files: dict[str, str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
         """``step`` is a RenderedStep, or for secret steps an Output of one.
@@ -44,7 +45,9 @@ class RemoteStep(pulumi.ComponentResource):
         is an update that runs the idempotent create script again. ``protect``: Pulumi refuses to
         delete the Command (and so to run its delete script). ``download`` (shared image steps):
         ``{"url", "sha256"}`` of the file the step fetches, a prop the policy pack reads
-        (images-pinned) without parsing the script.
+        (images-pinned) without parsing the script. ``public_files`` (secret steps): the files with
+        their secrets masked, known before anything is created, as the ``files`` prop the policy pack
+        judges at preview (the real ones depend on a generated password, unknown until it exists).
 
         Secret steps must be built inside ``Output.apply`` (their text depends on a secret), so
         their resources cannot depend on the text: they upload nothing and their scripts are
@@ -59,7 +62,9 @@ class RemoteStep(pulumi.ComponentResource):
                 "machine": machine,
                 "step": name,
                 "secret": secret,
-                "files": resolved.apply(lambda s: {f.path: f.content for f in s.files}),
+                "files": public_files
+                if public_files is not None
+                else resolved.apply(lambda s: {f.path: f.content for f in s.files}),
                 "createScript": resolved.apply(lambda s: s.create),
                 "deleteScript": resolved.apply(lambda s: s.delete),
                 **({"download": download} if download is not None else {}),

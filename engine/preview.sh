@@ -3,6 +3,11 @@
 # `make engine` built. The provider plugins the program needs are checked first (engine/plugins.sh:
 # each Python SDK in the virtualenv names its plugin and version, and the engine never downloads
 # one), so a missing plugin stops here with its name and how to install it.
+#
+# The policy pack (policy/) runs in the preview when a Python language host that runs policy packs is
+# installed (engine/language-host.sh); its virtualenv (PulumiPolicy.yaml: venv) is the project's,
+# which holds pulumi-policy, so nothing is installed or downloaded for it. Without such a host the
+# preview runs without the pack and says so; `make plan` judges the stack with the same pack.
 set -euo pipefail
 stack=${1:?usage: engine/preview.sh STACK}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,4 +18,12 @@ engine/plugins.sh --check >/dev/null 2>&1 || {
   exit 1
 }
 engine/pulumi stack select --create "$stack"
-exec engine/pulumi preview --diff --stack "$stack" --policy-pack policy --policy-pack-config "policy/config/$stack.json"
+pack=()
+if [ -n "$(bash engine/language-host.sh)" ]; then
+  [ -e policy/venv ] || ln -s ../.venv policy/venv
+  pack=(--policy-pack policy --policy-pack-config "policy/config/$stack.json")
+else
+  echo "make preview: no Python language host that runs policy packs is installed (engine/language-host.sh" \
+    "says how to add one), so this preview runs without the policy pack; make plan judges $stack with it." >&2
+fi
+exec engine/pulumi preview --diff --stack "$stack" "${pack[@]}"

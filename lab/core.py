@@ -375,13 +375,15 @@ class Lab:
         timeout: float = 1200,
         stream: bool = False,
         cwd: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess:
-        """The project's engine/pulumi as the operator, in the project (or ``cwd``, another project)."""
+        """The project's engine/pulumi as the operator, in the project (or ``cwd``, another project),
+        with ``env`` added to the operator's environment."""
         argv = self.operator_argv([str(ROOT / "engine" / "pulumi"), *args])
         done = subprocess.run(
             argv,
             cwd=cwd or self.project,
-            env=self.operator_env(),
+            env={**self.operator_env(), **(env or {})},
             input=stdin,
             stdin=None if stdin is not None else subprocess.DEVNULL,
             capture_output=not stream,

@@ -83,6 +83,9 @@ class ResourceRecord:
     secret_paths: set[str] = field(default_factory=set)
     replace_on_changes: list[str] = field(default_factory=list)
     ignore_changes: list[str] = field(default_factory=list)
+    # A component's register_outputs: what the engine holds as its properties from then on (a stack
+    # policy sees these, not the inputs). None: it registered none.
+    outputs: dict[str, Any] | None = None
 
     def masked_inputs(self) -> dict[str, Any]:
         return _mask(self.inputs, self.secret_paths, "")
@@ -144,6 +147,12 @@ class RecordingMonitor(MockMonitor):
                 )
             )
         return super().RegisterResource(request)
+
+    def RegisterResourceOutputs(self, request):
+        record = next((r for r in self.records if r.urn == request.urn), None)
+        if record is not None:
+            record.outputs = _unwrap(rpc.deserialize_properties(request.outputs), "", set())
+        return super().RegisterResourceOutputs(request)
 
 
 # Values providers compute, per resource type, so programs that read them keep working.

@@ -117,8 +117,12 @@ class Adapter:
         self.recording = recording
         self.by_urn = recording.by_urn()
 
-    def props(self, record: ResourceRecord):
-        return unknown_checking_proxy(json.loads(json.dumps(record.inputs, default=str)))
+    def props(self, record: ResourceRecord, *, state: bool = False):
+        """What a policy reads as the resource's properties: its inputs, as the engine gives a resource
+        policy at registration; with ``state``, what the engine holds when a stack policy runs, which
+        for a component that registered outputs is those outputs (they replace its inputs)."""
+        values = record.outputs if state and not record.custom and record.outputs is not None else record.inputs
+        return unknown_checking_proxy(json.loads(json.dumps(values, default=str)))
 
     def provider(self, record: ResourceRecord) -> PolicyProviderResource | None:
         provider = self.by_urn.get(_provider_urn(record.provider))
@@ -139,7 +143,9 @@ class Adapter:
 
     def stack_args(self, config: dict[str, Any]) -> StackValidationArgs:
         resources = {
-            r.urn: PolicyResource(r.type, self.props(r), r.urn, r.name, _options(r), self.provider(r), None, [], {})
+            r.urn: PolicyResource(
+                r.type, self.props(r, state=True), r.urn, r.name, _options(r), self.provider(r), None, [], {}
+            )
             for r in self.recording.resources
         }
         for record in self.recording.resources:

@@ -136,4 +136,6 @@ class HypervisorHost(pulumi.ComponentResource):
                 self.libvirt_networks[bridge.bridge.name] = bridge.libvirt_network
             if bridge.docker_network is not None:
                 self.docker_networks[bridge.bridge.name] = bridge.docker_network
-        self.register_outputs({"address": host.address, "roles": [str(r) for r in host.roles]})
+        # Its outputs replace its inputs in the engine's state, where stack policies (host-capacity)
+        # read them: the same props again.
+        self.register_outputs(host_props(host))
