@@ -5,12 +5,11 @@ engine/backend-db.sh (what `make backend-db` runs: TLS with verify-full, a least
 password in a pgpass file) in a temporary directory on a free port of 127.0.0.1, and stops and removes
 at the end. The engine is the real CLI and Python language host that `make engine` built.
 
-Not the lab's stack: no provider plugin can be built on this machine, so virtfleet's program stops at
-its first provider. These tests run a provider-free program instead (tests/support/state_program:
-components, stack outputs, a config secret and a secret output, and one resource of the Python SDK's
-dynamic provider whose create can be held half-way). What they prove is the backend's part - locking,
-pending operations, recovery, backup - which does not depend on what the resources are; "no
-duplicated resource on the lab hosts" is checked on the state, not on lab hosts.
+A provider-free program (tests/support/state_program: components, stack outputs, a config secret and a
+secret output, and one resource of the Python SDK's dynamic provider whose create can be held
+half-way), so these run without provider plugins and in seconds: the backend's part - locking,
+pending operations, recovery, backup - which does not depend on what the resources are. The same
+on the lab's stack with real guests: tests/test_lab_team_state.py.
 """
 
 from __future__ import annotations
@@ -223,6 +222,14 @@ def test_an_up_killed_half_way_is_reported_and_the_documented_recovery_converges
 
     project.pulumi("cancel", "--yes", "--stack", stack)
     assert not [k for k in db.rows() if "/.pulumi/locks/" in k]
+    # Adopting what is not a pending create (a typo in the URN) changes nothing and says why.
+    rows = db.rows()
+    adopt = subprocess.run(
+        [ROOT / "engine" / "adopt-pending.sh", stack, "urn:pulumi:killed::statetest::no:such:Thing::x", "id-1"],
+        cwd=project.path, env=project.env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert adopt.returncode == 1 and "is not a pending create of stack killed; nothing was changed" in adopt.stderr
+    assert db.rows() == rows
     project.pulumi("refresh", "--yes", "--skip-preview", "--clear-pending-creates", "--stack", stack)
     assert not project.export(stack)["deployment"].get("pending_operations")
     gate.write_text("open\n")

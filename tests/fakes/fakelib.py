@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -55,6 +56,7 @@ def run(main: Callable[[str, list[str]], int]) -> NoReturn:
         )
         sys.exit(126)
     STATE_DIR.mkdir(parents=True, exist_ok=True)
+    injected_hold(prog, sys.argv[1:])  # outside the lock: the host's other commands go on meanwhile
     with open(STATE_DIR / ".lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
@@ -73,7 +75,7 @@ def run(main: Callable[[str, list[str]], int]) -> NoReturn:
 # -- faults a test injects ----------------------------------------------------------------------
 # ``faults.json`` in the state dir (a test uploads it): {"fail": {"PROG WORD": "stderr text"},
 # "fail_start": [units whose start job fails], "die_after_start": [units that start, then die],
-# "ignore_acpi": [libvirt domains that ignore "virsh shutdown"]}.
+# "ignore_acpi": [libvirt domains that ignore "virsh shutdown"], "hold": {"PROG WORD": "GATE"}}.
 
 
 def faults() -> dict:
@@ -87,6 +89,26 @@ def injected_failure(prog: str, argv: list[str]) -> None:
     message = faults().get("fail", {}).get(f"{prog} {word}".strip())
     if message is not None:
         fail(message)
+
+
+HOLD_LIMIT_S = 600
+
+
+def injected_hold(prog: str, argv: list[str]) -> None:
+    """Hold ``PROG WORD`` before it changes anything until the file GATE exists (a command that takes
+    its time, half-way through a step): ``GATE.held`` appears when it starts waiting. Bounded: after
+    HOLD_LIMIT_S it fails instead."""
+    word = next((a for a in argv if not a.startswith("-")), "")
+    gate = faults().get("hold", {}).get(f"{prog} {word}".strip())
+    if gate is None:
+        return
+    Path(f"{gate}.held").write_text(f"{os.getpid()}\n")
+    for _ in range(HOLD_LIMIT_S * 10):
+        if Path(gate).exists():
+            return
+        time.sleep(0.1)
+    err(f"{prog} {word}: held for {HOLD_LIMIT_S}s and the gate {gate} never opened")
+    sys.exit(1)
 
 
 def load(name: str, default: Any) -> Any:

@@ -45,7 +45,10 @@ def pgbin() -> Path:
 class StateDb:
     """engine/backend-db.sh's cluster in its own directory and port."""
 
-    def __init__(self) -> None:
+    def __init__(self, netns: str | None = None) -> None:
+        """``netns``: run the server in that network namespace (a lab operator's), listening on its
+        own 127.0.0.1, where that operator's CLI reaches it; the admin tools use its Unix socket."""
+        self.netns = netns
         self.dir = Path(tempfile.mkdtemp(prefix="vf-statedb-"))
         self.dir.chmod(0o711)  # the cluster's owner (postgres) must reach its data directory
         self.port = free_port()
@@ -58,8 +61,14 @@ class StateDb:
         self.passfile = Path()
 
     def script(self, *args: str) -> subprocess.CompletedProcess:
+        inside = ["nsenter", f"--net=/run/netns/{self.netns}", "--"] if self.netns else []
         return subprocess.run(
-            ["bash", BACKEND_DB, *args], env=self.env, capture_output=True, text=True, timeout=180, check=False
+            [*inside, "bash", BACKEND_DB, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
         )
 
     def start(self) -> StateDb:
@@ -108,6 +117,15 @@ class StateDb:
         """The raw JSON of the row whose key ends with key_suffix, and the bytes it stores (base64 inside)."""
         ((raw,),) = self.sql(f"SELECT data FROM pulumi_state WHERE key LIKE '%{key_suffix}'")
         return raw, base64.b64decode(json.loads(raw)["data"])
+
+    def rewrite(self, key_suffix: str, edit) -> None:
+        """Replace the JSON document stored in the row whose key ends with key_suffix by
+        ``edit(document)`` (what a CLI killed at that moment would have left there)."""
+        raw, stored = self.blob(key_suffix)
+        row = json.loads(raw)
+        row["data"] = base64.b64encode(json.dumps(edit(json.loads(stored))).encode()).decode()
+        update = f"UPDATE pulumi_state SET data = '{json.dumps(row)}' WHERE key LIKE '%{key_suffix}';\n"
+        self.admin("psql", "-X", "-q", "-d", "pulumi_state", "-v", "ON_ERROR_STOP=1", stdin=update)
 
 
 def descendants(pid: int) -> list[int]:
