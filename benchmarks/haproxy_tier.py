@@ -50,7 +50,7 @@ from support import haproxy_chaos as chaos  # noqa: E402
 from support.netlab import NetLab, new_prefix, wait_until  # noqa: E402
 from support.netlab_services import HAPROXY_LOG  # noqa: E402
 
-from components.haproxy_config import render_haproxy_cfg, render_rsyslog_conf  # noqa: E402
+from components.lb.balancer_files import render_haproxy_cfg, render_rsyslog_conf  # noqa: E402
 from plan.run import load_stack  # noqa: E402
 
 DURATION_S = 5

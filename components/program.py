@@ -10,12 +10,12 @@ from .guests import GUEST_COMPONENTS, GuestContext
 from .guests.docker_images import DockerImages
 from .guests.kvm_images import KvmBaseImages
 from .guests.xen_images import XenBaseImages
-from .haproxy_tier import HaproxyTier
 from .hosts import HypervisorHost
+from .lb.tier import HaproxyTier
 from .model import Fleet, FleetConfigError
 from .model.rules import image_warnings
-from .secrets import Secrets, load_secrets
-from .stack_config import load_stack_fleet
+from .stack.config import load_stack_fleet
+from .stack.secrets import Secrets, load_secrets
 
 
 def pending_guests(fleet: Fleet) -> list[str]:

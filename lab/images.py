@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from components.guests.docker import image_profile
-from components.haproxy_web import DOCKER_CONTAINER_HTDOCS
+from components.lb.web_servers import DOCKER_CONTAINER_HTDOCS
 
 CLOUD_IMAGE = "lab-cloud.qcow2"
 CLOUD_IMAGE_SIZE = "2G"

@@ -109,8 +109,8 @@ def run_program(
     does in the home of the machine running it; the plan writes none.
     """
     from components.program import build
-    from components.secrets import load_secrets
-    from components.stack_config import load_stack_fleet
+    from components.stack.config import load_stack_fleet
+    from components.stack.secrets import load_secrets
 
     handler = _ListHandler()
     logger = logging.getLogger(f"virtfleet.plan.{config.name}")

@@ -13,7 +13,7 @@ import copy
 import pytest
 from conftest import STACKS, recording
 
-import components.haproxy_web as haproxy_web
+import components.lb.web_servers as web_servers
 from components.guests.docker import container_args, image_profile, provider_cpus
 from components.model import DockerGuest as DockerGuestModel
 from components.model import FleetConfigError, load_fleet
@@ -109,7 +109,7 @@ def test_web_servers_mount_the_page_directory_the_tier_writes(runs):
         for guest in docker_guests(fleet):
             assert guest.name in (*lb.backends, *lb.backups), (stack, guest.name)
             inputs = rec.named(guest.name, CONTAINER).inputs
-            step = haproxy_web.web_server_step(guest, lb, fleet).step
+            step = web_servers.web_server_step(guest, lb, fleet).step
             page_dir = step.files[0].path.rsplit("/", 1)[0]
             assert inputs["volumes"] == [
                 {"hostPath": page_dir, "containerPath": image_profile(guest.image).docroot, "readOnly": True}
@@ -175,7 +175,7 @@ def test_a_changed_memory_limit_changes_exactly_its_own_container(runs):
 
 def test_a_changed_page_reruns_exactly_its_own_page_step(runs, monkeypatch):
     _, base = runs["dev"]
-    original = haproxy_web.page_files
+    original = web_servers.page_files
 
     def edited(guest, lb, fleet, docroot):
         files = original(guest, lb, fleet, docroot)
@@ -183,7 +183,7 @@ def test_a_changed_page_reruns_exactly_its_own_page_step(runs, monkeypatch):
             return files
         return (type(files[0])(files[0].path, files[0].content + "<!-- edited -->\n"), *files[1:])
 
-    monkeypatch.setattr(haproxy_web, "page_files", edited)
+    monkeypatch.setattr(web_servers, "page_files", edited)
     _, rec = variant("dev", "dev", lambda values: None)
     changed = set(changed_resources(base, rec))
     # The host's page directory is bind-mounted: the container itself stays as it is.

@@ -15,7 +15,7 @@ from conftest import edited_fleet
 from support.haproxy_check import certificate_pem, haproxy_check
 from support.tools import require_tool
 
-from components.haproxy_config import (
+from components.lb.balancer_files import (
     MAXCONN,
     RETRIES,
     frontend_url,
@@ -27,9 +27,9 @@ from components.haproxy_config import (
     retries,
     stats_url,
 )
-from components.haproxy_tier import render_config_step, render_install_step
-from components.haproxy_web import web_server_steps
-from components.steps import STDIN_RUNNER
+from components.lb.tier import render_config_step, render_install_step
+from components.lb.web_servers import web_server_steps
+from components.remote.scripts import STDIN_RUNNER
 from plan.mocks import SECRET_MARK, placeholder
 from plan.run import load_stack
 from plan.write import machine_files

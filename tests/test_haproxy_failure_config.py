@@ -13,7 +13,7 @@ import re
 import pytest
 from support.haproxy_check import haproxy_check
 
-from components.haproxy_config import out_of_rotation_bound_ms, render_haproxy_cfg, retries
+from components.lb.balancer_files import out_of_rotation_bound_ms, render_haproxy_cfg, retries
 from components.model import FleetConfigError, load_fleet
 from plan.run import load_stack
 

@@ -30,8 +30,8 @@ from support.sshd import FAKES_BIN, LoopbackSshd
 from support.step_run import run
 from support.tools import require_root, require_tool
 
-import components.haproxy_tier as haproxy_tier
-from components.haproxy_config import (
+import components.lb.tier as tier
+from components.lb.balancer_files import (
     CONFIG_PATH,
     HTTPD_MOVES,
     RSYSLOG_PATH,
@@ -39,8 +39,8 @@ from components.haproxy_config import (
     balancer_ports,
     firewall_ports,
 )
-from components.haproxy_web import SEED_FIREWALL_PORTS, web_server_steps
-from components.steps import STAGING, STDIN_RUNNER, as_command
+from components.lb.web_servers import SEED_FIREWALL_PORTS, web_server_steps
+from components.remote.scripts import STAGING, STDIN_RUNNER, as_command
 from plan.mocks import placeholder, planned_tls
 from plan.run import load_stack, run_program
 
@@ -377,7 +377,7 @@ def test_httpd_on_the_balancer_gives_up_443_https_too(prod):
     lb = fleet.load_balancer.model_copy(
         update={"https": fleet.load_balancer.https.model_copy(update={"enabled": True})}
     )
-    rendered = haproxy_tier.render_install_step(lb, fleet)
+    rendered = tier.render_install_step(lb, fleet)
     step = Step(
         lb.node,
         rendered.name,
@@ -406,7 +406,7 @@ def config_script(fleet, *, password: str) -> tuple[str, str]:
     with another stats password and the plan's certificate (pulumi-tls's, as the mocks give it)."""
     key, cert = planned_tls()
     lb = fleet.load_balancer
-    step = haproxy_tier.render_config_step(lb, fleet, stats_password=password, certificate_pem=cert + key)
+    step = tier.render_config_step(lb, fleet, stats_password=password, certificate_pem=cert + key)
     return step.create, step.files[0].content
 
 
@@ -463,10 +463,8 @@ def test_a_config_haproxy_rejects_leaves_the_running_balancer_alone(prod, monkey
     does not know is appended to the rendered haproxy.cfg; the rest of the script is the real one."""
     require_real_tools()
     fleet, rec = prod
-    render = haproxy_tier.render_haproxy_cfg
-    monkeypatch.setattr(
-        haproxy_tier, "render_haproxy_cfg", lambda *a, **k: render(*a, **k) + "    no-such-keyword on\n"
-    )
+    render = tier.render_haproxy_cfg
+    monkeypatch.setattr(tier, "render_haproxy_cfg", lambda *a, **k: render(*a, **k) + "    no-such-keyword on\n")
     broken, _ = config_script(fleet, password="an0ther test password")
     with LoopbackSshd() as sshd:
         _, step = balancer_with_haproxy(sshd, fleet, rec)

@@ -28,14 +28,14 @@ from support.dockerd import docker_web_server
 from support.haproxy_check import certificate_pem
 from support.netlab import NetLab, new_prefix, wait_until
 
-from components.haproxy_config import (
+from components.lb.balancer_files import (
     frontend_url,
     out_of_rotation_bound_ms,
     render_haproxy_cfg,
     render_rsyslog_conf,
     stats_url,
 )
-from components.haproxy_tier import render_config_step
+from components.lb.tier import render_config_step
 from plan.run import load_stack
 
 pytestmark = pytest.mark.real

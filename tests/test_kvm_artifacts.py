@@ -141,7 +141,7 @@ def test_a_web_servers_kickstart_installs_httpd_its_page_and_ports(version, tmp_
     """On the installer path a web server of the HAProxy tier gets httpd, its page and the seed's
     ports from the kickstart itself; pykickstart accepts it and shellcheck the %post that writes it."""
     from components.guests.kvm_seed import render_kickstart
-    from components.haproxy_web import DOCROOT, page_files
+    from components.lb.web_servers import DOCROOT, page_files
 
     _config, fleet = load_stack("prod")
     family = "el7" if version == "RHEL7" else "el9"
@@ -168,7 +168,7 @@ def test_a_web_servers_user_data_installs_httpd_its_page_and_ports():
     import yaml
 
     from components.guests.kvm_seed import render_user_data
-    from components.haproxy_web import DOCROOT, page_files
+    from components.lb.web_servers import DOCROOT, page_files
 
     _config, fleet = load_stack("prod")
     guest = fleet.guest("webserver1")

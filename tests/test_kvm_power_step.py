@@ -19,7 +19,7 @@ import pytest
 from support.sshd import loopback_sshd_fixture
 
 from components.guests import kvm
-from components.steps import as_command
+from components.remote.scripts import as_command
 from plan.run import StackConfig, load_stack, run_program
 
 pytestmark = pytest.mark.real

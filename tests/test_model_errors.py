@@ -838,11 +838,11 @@ _WEB1_RAW = {"name": "webserver1", "type": "kvm", "host": "kvm1", "network": {"b
 
 
 def _program_fleet(values: dict, tmp_path, extra: dict | None = None):
-    """The program's own reading (components.stack_config, from the Pulumi runtime's config), fed
+    """The program's own reading (components.stack.config, from the Pulumi runtime's config), fed
     exactly as run_program feeds it: the stack file's values as the CLI hands them, strings."""
     from pulumi.runtime import set_all_config
 
-    from components.stack_config import load_stack_fleet
+    from components.stack.config import load_stack_fleet
     from plan.run import NAMESPACE, read_stack_file
 
     stack = tmp_path / "Pulumi.program.yaml"

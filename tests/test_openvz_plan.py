@@ -19,7 +19,7 @@ from support.tools import require_tool
 from components.guests.openvz import render_container_step, render_root_password_step
 from components.guests.remote_guest import readback, replace_key
 from components.model import load_fleet
-from components.steps import STDIN_RUNNER
+from components.remote.scripts import STDIN_RUNNER
 from plan.mocks import placeholder
 
 COMMAND = "command:remote:Command"

@@ -23,9 +23,9 @@ import pytest
 from conftest import STACKS, recording, stack_values
 from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValidationPolicy
 
-from components.artifacts import RenderedFiles
-from components.haproxy_config import render_haproxy_cfg
+from components.lb.balancer_files import render_haproxy_cfg
 from components.model import load_fleet
+from components.remote.recorded_files import RenderedFiles
 from plan.mocks import planned_private_key
 from plan.policy import POLICIES, SECURITY, config_path, evaluate, read_config, resolve
 from plan.run import ROOT, StackConfig, run_program

@@ -7,8 +7,8 @@ import subprocess
 import jinja2
 import pytest
 
+from components.remote.scripts import RemoteFile, as_command, render_step
 from components.render import digest, render, shquote
-from components.steps import RemoteFile, as_command, render_step
 
 
 def test_shquote_survives_metacharacters():

@@ -32,7 +32,7 @@ from components.guests.remote_guest import readback
 from components.guests.virtualbox import KICKSTART_FILE, RETAINED_DIR, VM_BASE, render_vm_step, vm_mac
 from components.hosts.host_steps import virtualbox_autostart_step
 from components.model import load_fleet
-from components.steps import as_command
+from components.remote.scripts import as_command
 from plan.run import StackConfig, load_stack, run_program
 
 pytestmark = pytest.mark.real

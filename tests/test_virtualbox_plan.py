@@ -28,8 +28,8 @@ from components.guests.virtualbox import (
 from components.hosts.host_steps import host_steps
 from components.model import load_fleet
 from components.osfamily import os_family
+from components.remote.scripts import STDIN_RUNNER
 from components.render import render
-from components.steps import STDIN_RUNNER
 from plan.mocks import placeholder
 from plan.run import StackConfig, load_stack, run_program
 
@@ -323,7 +323,7 @@ def test_machinereadable_parser_matches_whole_keys_only():
 def test_a_stack_of_virtualbox_guests_alone_gets_a_root_password(prod_values):
     """The kickstart needs rootPassword: a stack whose only installer guest is a VirtualBox VM still
     gets one (generated), so its kickstart step exists; a VM cloned from an image needs none."""
-    from components.secrets import load_secrets
+    from components.stack.secrets import load_secrets
 
     values = copy.deepcopy(prod_values)
     values["guests"] = [g for g in values["guests"] if g["name"] in (GUEST, "haproxy")]

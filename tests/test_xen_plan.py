@@ -17,7 +17,7 @@ from conftest import recording
 
 from components.guests.remote_guest import replace_key
 from components.guests.xen_config import domain_replace_fields
-from components.steps import STDIN_RUNNER
+from components.remote.scripts import STDIN_RUNNER
 from plan.run import StackConfig, load_stack, run_program
 
 COMMAND = "command:remote:Command"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from ..steps import RenderedStep, render_step
+from ..remote.scripts import RenderedStep, render_step
 
 
 def base_file_name(url: str, suffix: str) -> str:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from ..hosts import HypervisorHost
 from ..model import Fleet
-from ..secrets import Secrets
+from ..stack.secrets import Secrets
 from .docker_images import DockerImages
 from .kvm_images import KvmBaseImages
 from .xen_images import XenBaseImages

@@ -21,7 +21,7 @@ from typing import Any
 import pulumi
 import pulumi_docker as docker
 
-from ..haproxy_web import DOCKER_CONTAINER_HTDOCS, DOCKER_HTDOCS
+from ..lb.web_servers import DOCKER_CONTAINER_HTDOCS, DOCKER_HTDOCS
 from ..model import DockerGuest as DockerGuestModel
 from ..model import Fleet
 from .context import GuestContext

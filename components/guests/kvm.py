@@ -18,11 +18,11 @@ from __future__ import annotations
 import pulumi
 import pulumi_libvirt as libvirt
 
-from ..artifacts import RenderedFiles
 from ..model import KvmGuest as KvmGuestModel
 from ..osfamily import os_family
-from ..remote_step import RemoteStep
-from ..steps import render_step
+from ..remote.recorded_files import RenderedFiles
+from ..remote.scripts import render_step
+from ..remote.step import RemoteStep
 from .context import GuestContext
 from .kvm_images import POOL, POOL_DIR
 from .kvm_password import root_password_hash

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pulumi
 
 from ..hosts.roles import LIBVIRT_POOLS
-from ..remote_step import RemoteStep
+from ..remote.step import RemoteStep
 from .base_image import base_file_name, render_base_image_step
 
 POOL, POOL_DIR = LIBVIRT_POOLS[0]

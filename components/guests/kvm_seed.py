@@ -23,12 +23,12 @@ import hashlib
 from dataclasses import dataclass
 from ipaddress import IPv4Interface
 
-from ..haproxy_web import first_boot
+from ..lb.web_servers import first_boot
 from ..model import Fleet, KvmGuest, VirtualboxGuest, XenGuest
 from ..model.hosts import Bridge
 from ..osfamily import OsFamily
+from ..remote.scripts import RemoteFile, RenderedStep, render_step
 from ..render import render
-from ..steps import RemoteFile, RenderedStep, render_step
 
 NIC = "lan0"
 KICKSTART_ON_SEED = "hd:LABEL=cidata:/user-data"

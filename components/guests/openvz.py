@@ -23,8 +23,8 @@ import pulumi
 
 from ..model import Fleet
 from ..model import OpenvzGuest as OpenvzGuestModel
-from ..remote_step import RemoteStep
-from ..steps import RenderedStep, render_step
+from ..remote.scripts import RenderedStep, render_step
+from ..remote.step import RemoteStep
 from .context import GuestContext
 from .kvm_password import root_password_hash
 from .remote_guest import GuestLifecycle, field_of, lifecycle_step, replace_key

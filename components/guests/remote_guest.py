@@ -30,9 +30,9 @@ from typing import Any
 import pulumi
 import pulumi_command as command
 
-from ..remote_step import RemoteStep
+from ..remote.scripts import RenderedStep
+from ..remote.step import RemoteStep
 from ..render import digest
-from ..steps import RenderedStep
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,8 @@ from ..model import Fleet
 from ..model import VirtualboxGuest as VirtualboxGuestModel
 from ..model.guests import Installer
 from ..osfamily import os_family
-from ..remote_step import RemoteStep
-from ..steps import RemoteFile, RenderedStep, render_step
+from ..remote.scripts import RemoteFile, RenderedStep, render_step
+from ..remote.step import RemoteStep
 from .context import GuestContext
 from .kvm_password import root_password_hash
 from .kvm_seed import render_kickstart

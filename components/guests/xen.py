@@ -18,7 +18,7 @@ from __future__ import annotations
 import pulumi
 
 from ..model import XenGuest as XenGuestModel
-from ..remote_step import RemoteStep
+from ..remote.step import RemoteStep
 from .context import GuestContext
 from .kvm_password import root_password_hash
 from .kvm_seed import INSTALL_INITRD, INSTALL_KERNEL, install_tree_file

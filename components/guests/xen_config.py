@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from ..model import Fleet, XenGuest
 from ..osfamily import os_family
+from ..remote.scripts import RemoteFile, RenderedStep, render_step
 from ..render import render
-from ..steps import RemoteFile, RenderedStep, render_step
 from .base_image import base_file_name
 from .base_image import render_base_image_step as render_shared_download
 from .kvm_seed import (

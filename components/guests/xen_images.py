@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pulumi
 
-from ..remote_step import RemoteStep
+from ..remote.step import RemoteStep
 from .xen_config import render_base_image_step
 
 

@@ -5,8 +5,8 @@
 from __future__ import annotations
 
 from ..model import Bridge
+from ..remote.scripts import RemoteFile
 from ..render import render
-from ..steps import RemoteFile
 
 IFCFG_DIR = "/etc/sysconfig/network-scripts"
 NM_DIR = "/etc/NetworkManager/system-connections"

@@ -22,8 +22,8 @@ import pulumi_docker as docker
 import pulumi_libvirt as libvirt
 
 from ..model import Bridge, DockerGuest, Fleet, Host
-from ..remote_step import RemoteStep
-from ..steps import RenderedStep
+from ..remote.scripts import RenderedStep
+from ..remote.step import RemoteStep
 
 
 def docker_bridge_options(bridge: Bridge) -> dict[str, str]:

@@ -7,10 +7,10 @@ import pulumi_command as command
 import pulumi_docker as docker
 import pulumi_libvirt as libvirt
 
-from ..connection import connection_for
 from ..model import Fleet, Host, Role
-from ..remote_step import RemoteStep
-from ..secrets import Secrets
+from ..remote.connection import connection_for
+from ..remote.step import RemoteStep
+from ..stack.secrets import Secrets
 from .bridge_network import BridgeNetwork
 from .host_steps import host_steps, hosts_entries
 from .trust import host_trust, write_trust_files

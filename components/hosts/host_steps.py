@@ -10,7 +10,7 @@ from ipaddress import IPv4Address
 
 from ..model import Bridge, DockerGuest, Fleet, Host, Role, VirtualboxGuest
 from ..osfamily import os_family
-from ..steps import RemoteFile, RenderedStep, render_step
+from ..remote.scripts import RemoteFile, RenderedStep, render_step
 from .bridge_files import PERSISTENCE
 from .roles import (
     VBOX_AUTOSTART_CONFIG,

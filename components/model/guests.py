@@ -40,7 +40,7 @@ class Guest(Frozen):
     """What every guest has. Subclasses set ``type`` and the host role they need."""
 
     required_role: ClassVar[Role]
-    # Whether the guest can be an HAProxy web server and how httpd gets onto it (see haproxy_tier).
+    # Whether the guest can be an HAProxy web server and how httpd gets onto it (see components.lb).
     needs_network: ClassVar[bool] = True
 
     name: Name = Field(description="guest name: domain/container name, hostname, resource name")

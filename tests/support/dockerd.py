@@ -296,8 +296,8 @@ def docker_web_server(lab, fleet, guest_name: str):
 
     Yields ``(dockerd, container_id, page_text)``; stops dockerd (containers removed) on exit."""
     from components.guests.docker import container_args, image_profile
-    from components.haproxy_web import web_server_step
     from components.hosts.bridge_network import docker_network_args
+    from components.lb.web_servers import web_server_step
 
     guest = fleet.guest(guest_name)
     host = next(h for h in fleet.hosts if h.name == guest.host)

@@ -3,14 +3,14 @@
 What it builds, from the stack's ``loadBalancer``:
 
 - per web server (backends and backups), the step that gives the guest httpd and a page naming it
-  (``haproxy_web``), wired to the guest's component when that type has one, and rendered all the
+  (``web_servers``), wired to the guest's component when that type has one, and rendered all the
   same when it does not yet (the step then simply waits for the guest to answer on SSH);
 - on the balancer's node: ``haproxy-install`` (packages, loopback syslog, httpd off the balancer's
   ports, SELinux, firewall), then ``haproxy-config`` (haproxy.cfg and the certificate, checked with
   ``haproxy -c`` before they replace anything, then a reload). The config step is secret: it
   carries the stats password (and the TLS key).
 
-The rendered text comes from ``haproxy_config``/``haproxy_web`` (pure), which tests and the
+The rendered text comes from ``balancer_files``/``web_servers`` (pure), which tests and the
 benchmark call directly.
 """
 
@@ -19,9 +19,14 @@ from __future__ import annotations
 import pulumi
 import pulumi_tls as tls
 
-from .artifacts import RenderedFiles
-from .connection import connection_for
-from .haproxy_config import (
+from ..model import DockerGuest, Fleet, LoadBalancer
+from ..osfamily import os_family
+from ..remote.connection import connection_for
+from ..remote.recorded_files import RenderedFiles
+from ..remote.scripts import RemoteFile, RenderedStep, render_step
+from ..remote.step import RemoteStep
+from ..stack.secrets import Secrets
+from .balancer_files import (
     CERT_DIR,
     CERT_FILE,
     CONFIG_PATH,
@@ -36,12 +41,7 @@ from .haproxy_config import (
     render_tmpfiles_conf,
     stats_url,
 )
-from .haproxy_web import WebServerStep, web_server_steps
-from .model import DockerGuest, Fleet, LoadBalancer
-from .osfamily import os_family
-from .remote_step import RemoteStep
-from .secrets import Secrets
-from .steps import RemoteFile, RenderedStep, render_step
+from .web_servers import WebServerStep, web_server_steps
 
 
 def node_os_family(lb: LoadBalancer, fleet: Fleet) -> str:
@@ -104,7 +104,7 @@ class HaproxyTier(pulumi.ComponentResource):
     Outputs: ``frontend_url``, ``stats_url``, ``stats_user`` and ``stats_password`` (secret) and
     ``haproxy_cfg`` (secret: the rendered configuration). ``docker_htdocs``: each Docker web
     server's page directory on its host, the one its DockerGuest container mounts read-only
-    (both from ``haproxy_web.DOCKER_HTDOCS``).
+    (both from ``web_servers.DOCKER_HTDOCS``).
     """
 
     def __init__(

@@ -8,7 +8,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from .model import SECRET_KEYS, Fleet, load_fleet
+from ..model import SECRET_KEYS, Fleet, load_fleet
 
 NAMESPACE = "virtfleet"
 

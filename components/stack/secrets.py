@@ -8,10 +8,10 @@ import pulumi
 import pulumi_random as random
 import pulumi_tls as tls
 
-from .connection import SshCredentials
-from .model import Fleet, KvmGuest, OpenvzGuest, VirtualboxGuest
-from .model.common import normalized_private_key
-from .stack_config import secret_config
+from ..model import Fleet, KvmGuest, OpenvzGuest, VirtualboxGuest
+from ..model.common import normalized_private_key
+from ..remote.connection import SshCredentials
+from .config import secret_config
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from .model import DockerGuest, Fleet, Guest, LoadBalancer, OpenvzGuest
-from .osfamily import os_family
-from .render import render
-from .steps import RemoteFile, RenderedStep, render_step
+from ..model import DockerGuest, Fleet, Guest, LoadBalancer, OpenvzGuest
+from ..osfamily import os_family
+from ..remote.scripts import RemoteFile, RenderedStep, render_step
+from ..render import render
 
 DOCROOT = "/var/www/html"
 DOCKER_HTDOCS = "/var/lib/virtfleet/docker/{guest}/htdocs"  # on the Docker host

@@ -17,7 +17,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_command as command
 
-from .steps import STDIN_RUNNER, RenderedStep, as_command
+from .scripts import STDIN_RUNNER, RenderedStep, as_command
 
 
 class RemoteStep(pulumi.ComponentResource):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
-from .model import Fleet
+from ..model import Fleet
 
 
 @dataclass(frozen=True)

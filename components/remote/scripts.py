@@ -2,7 +2,7 @@
 
 A step is a pair of templates, ``templates/steps/<template>.create.sh.j2`` and
 ``<template>.delete.sh.j2``, wrapped in ``_frame.sh.j2`` (strict shell, host lock, file install,
-changed/unchanged report). ``remote_step.RemoteStep`` turns a RenderedStep into Pulumi resources.
+changed/unchanged report). ``step.RemoteStep`` turns a RenderedStep into Pulumi resources.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from .render import digest, render
+from ..render import digest, render
 
 STAGING = "/var/lib/virtfleet/staging"
 _WRAP = "VIRTFLEET_STEP"

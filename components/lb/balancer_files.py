@@ -1,6 +1,6 @@
 """The HAProxy tier's files, rendered (pure): haproxy.cfg, the rsyslog snippet, URLs.
 
-Every default of the tier sits here, in one documented place; the component (``haproxy_tier``)
+Every default of the tier sits here, in one documented place; the component (``tier``)
 only wires the rendered text into remote steps, and the tests and the benchmark call the same
 functions, so what they run is byte for byte what a stack deploys.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .model import Fleet, LoadBalancer
-from .model.lb import Endpoint
-from .render import render
+from ..model import Fleet, LoadBalancer
+from ..model.lb import Endpoint
+from ..render import render
 
 CONFIG_PATH = "/etc/haproxy/haproxy.cfg"
 CERT_DIR = "/etc/haproxy/certs"
