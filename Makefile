@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: plan diff diagram schema test lint bench clean engine plugins preview lab lab-down mutate backend-db backend-db-stop
+.PHONY: plan diff diagram schema docs test lint bench clean engine plugins preview lab lab-down mutate backend-db backend-db-stop
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ diagram: $(STAMP)
 ## schema: regenerate schema/stack.schema.json (the JSON Schema of Pulumi.<stack>.yaml) from the model
 schema: $(STAMP)
 	$(PY) -m plan.schema --write
+
+## docs: the documentation site (docs/, mkdocs.yml) into build/site/, strictly (a broken link fails)
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+	@echo "built build/site/index.html"
 
 ## test: the whole suite (real tools skip locally when missing; REQUIRE_REAL_TOOLS=1 makes them fail)
 test: $(STAMP)

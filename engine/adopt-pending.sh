@@ -9,7 +9,7 @@
 # `pulumi refresh --import-pending-creates URN ID` was made for this, but the CLI this project builds
 # (v3.274.1) turns the operation into a pending import that the refresh then drops: the object stays
 # on the host unknown to the state and the next `up` fails on its name ("already exists").
-# README "Working as a team" says when to adopt and when to forget; tests/test_lab_team_state.py runs it.
+# docs/team-state.md says when to adopt and when to forget; tests/test_lab_team_state.py runs it.
 set -euo pipefail
 if [ $# -lt 3 ] || [ $(($# % 2)) -ne 1 ]; then
   echo "usage: engine/adopt-pending.sh STACK URN ID [URN ID ...]" >&2

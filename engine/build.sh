@@ -9,7 +9,7 @@
 # Binaries are cached outside the repository, keyed by module version and by the hash of the wrapper's
 # go.mod/go.sum and build flags, so a second run (or a fresh clone on the same machine) takes seconds.
 # Provider plugins are not built here: `make plugins` (engine/plugins.sh) installs them in the plugin
-# cache every checkout shares ($PULUMI_HOME, default ~/.pulumi); see the README ("The real engine").
+# cache every checkout shares ($PULUMI_HOME, default ~/.pulumi); see docs/engine.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD

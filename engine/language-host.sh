@@ -3,7 +3,7 @@
 # packs ($PULUMI_HOME/plugins/language-python-vX.Y.Z, with its executor beside it), or nothing.
 #
 # `make engine` builds v3.68.0, the newest host the Go module proxy serves: it predates the RunPlugin
-# call Python policy packs need. A current one is installed the way provider plugins are (README,
+# call Python policy packs need. A current one is installed the way provider plugins are (docs/engine.md,
 # "The real engine"), e.g. `PULUMI_DEV=true engine/pulumi plugin install language python 3.259.0
 # --file BINARY` plus its pulumi-language-python-exec beside it; engine/pulumi then runs with it.
 set -euo pipefail

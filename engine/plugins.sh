@@ -54,7 +54,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     read -r name version <<<"$m"
     echo "    engine/pulumi plugin install resource $name $version --file /path/to/pulumi-resource-$name" >&2
   done
-  echo "  (the tests that need them skip and name them; the README's 'Provider plugins' says more)" >&2
+  echo "  (the tests that need them skip and name them; docs/engine.md says how to build and install each)" >&2
   exit 1
 fi
 echo "make plugins: every provider plugin of the SDK pins is installed in $home/plugins"

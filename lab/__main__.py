@@ -1,4 +1,4 @@
-"""``python -m lab up|down|status|pulumi`` (``make lab`` / ``make lab-down``; README "The lab").
+"""``python -m lab up|down|status|pulumi`` (``make lab`` / ``make lab-down``; docs/lab.md).
 
 [--stack dev] up     build the lab of Pulumi.<stack>.yaml (once), `pulumi up`, start the balancer
 [--stack dev] down   `pulumi destroy`, then every namespace, process, cgroup and file of the lab

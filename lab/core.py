@@ -333,7 +333,7 @@ class Lab:
         (self.dir / "state").mkdir(exist_ok=True)
         if self.pulumi("stack", "ls", "--json", check=False).stdout.find(f'"name": "{self.stack}"') < 0:
             self.pulumi("stack", "init", self.stack)
-        # The key as the README says to set it (from a file, on stdin).
+        # The key as docs/engine.md says to set it (from a file, on stdin).
         self.pulumi(
             "config", "set", "--secret", "--stack", self.stack, "virtfleet:sshPrivateKey",
             stdin=self.operator_key.read_text(),

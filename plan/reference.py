@@ -1,7 +1,7 @@
-"""The configuration reference in README.md, generated from the model so it cannot drift.
+"""The configuration reference in docs/reference.md, generated from the model so it cannot drift.
 
 ``python -m plan.reference`` prints it; ``python -m plan.reference --write`` replaces the block
-between the markers in README.md; a test fails when the two differ.
+between the markers in docs/reference.md; a test fails when the two differ.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from components.model.lb import ClientLimits, Endpoint, HealthCheck, Https, Load
 from .run import ROOT
 
 BEGIN, END = "<!-- BEGIN CONFIG REFERENCE -->", "<!-- END CONFIG REFERENCE -->"
+PAGE = ROOT / "docs" / "reference.md"
 SECTIONS: list[tuple[str, type[BaseModel], set[str]]] = [
     ("`virtfleet:domain`, `virtfleet:ssh`", Fleet, {"hosts", "guests", "load_balancer", "ssh"}),
     ("`ssh`", SshAccess, set()),
@@ -127,7 +128,7 @@ def reference() -> str:
     lines = [BEGIN, ""]
     for title, model, skip in SECTIONS:
         lines += [
-            f"#### {title}",
+            f"## {title}",
             "",
             "| key | type | default | meaning | accepted form |",
             "| --- | --- | --- | --- | --- |",
@@ -141,7 +142,7 @@ def reference() -> str:
             lines.append(f"| `{key}` | {_type_name(field.annotation)} | {_default(field)} | {meaning} | {accepts} |")
         lines.append("")
     lines += [
-        "#### Secrets (set with `pulumi config set --secret virtfleet:<key>`)",
+        "## Secrets (set with `pulumi config set --secret virtfleet:<key>`)",
         "",
         "| key | meaning |",
         "| --- | --- |",
@@ -151,16 +152,15 @@ def reference() -> str:
     return "\n".join(lines)
 
 
-def readme_block() -> str:
-    text = (ROOT / "README.md").read_text()
+def docs_block() -> str:
+    text = PAGE.read_text()
     return text[text.index(BEGIN) : text.index(END) + len(END)]
 
 
 def main() -> int:
     generated = reference()
     if "--write" in sys.argv:
-        path = ROOT / "README.md"
-        path.write_text(path.read_text().replace(readme_block(), generated))
+        PAGE.write_text(PAGE.read_text().replace(docs_block(), generated))
     else:
         print(generated)
     return 0

@@ -90,7 +90,7 @@ def stack_schema() -> dict:
         "properties": {
             "config": {
                 "type": "object",
-                "description": "the stack's configuration: virtfleet:<key> as in README's configuration reference",
+                "description": "the stack's configuration: virtfleet:<key> as in docs/reference.md",
                 "properties": properties,
                 # Keys of other namespaces (a provider's, pulumi:tags) are Pulumi's business.
                 "patternProperties": {f"^(?!{NAMESPACE}:)[^:]+:.+$": {}},

@@ -423,7 +423,7 @@ def test_a_client_over_its_connection_limit_is_refused_and_others_see_nothing(ti
 
 
 def test_a_client_over_its_request_rate_gets_429_and_others_do_not(tier):
-    """clientLimits.requests (off in prod, see README): rendered with 300 requests per 10 s, a client
+    """clientLimits.requests (off in prod, see docs/haproxy-tier.md): rendered with 300 requests per 10 s, a client
     that sends more gets 429 from the balancer (its servers never see them), another client none."""
     lb = tier.lb_model.model_copy(
         update={"client_limits": tier.lb_model.client_limits.model_copy(update={"requests": 300})}

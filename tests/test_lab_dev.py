@@ -247,7 +247,7 @@ def test_destroy_leaves_the_host_as_it_was_and_the_trust_files_gone(lab):
     deleted = operations(timed("destroy", lab, "destroy", "--yes", "--json", "--stack", "lab").stdout, by_urn=True)
     TIMES["destroy"] = (TIMES["destroy"][0], len(deleted))
     after = snapshot(lab)
-    # What stays on purpose (README "What destroy leaves"): libvirt's default pool, host infrastructure,
+    # What stays on purpose (docs/lab.md, "What destroy leaves"): libvirt's default pool, host infrastructure,
     # and the host's name (a host without one is worse off than with the stack's).
     assert after["volumes"] == [] and BEFORE["volumes"] == []
     assert re.search(r"^State:\s+running$", lab.ssh(HOST, "virsh pool-info default").stdout, re.M)

@@ -8,7 +8,7 @@ program logs in to are stand-ins (sshd views at their addresses); the OpenVZ con
 served at its address from its root on ovz1; centos7guest boots the lab's installer, which powers off
 at once. The cycle: first preview, up, the tier over HTTPS with the stack's certificate, no-change
 preview and a second up, destroy refused by the protected guests with Pulumi's message, then
-unprotected: nothing left but what the README says stays; every secret of the state searched.
+unprotected: nothing left but what docs/lab.md says stays; every secret of the state searched.
 """
 
 from __future__ import annotations
@@ -124,11 +124,11 @@ def test_destroy_stops_at_the_protected_guests_then_leaves_only_what_stays(lab):
     deleted = operations(timed("destroy", lab, "destroy", "--yes", "--json", "--stack", "lab").stdout, by_urn=True)
     TIMES["destroy"] = (TIMES["destroy"][0], len(deleted))
     after = snapshots(lab)
-    # What stays on purpose (README): kvm1's default pool with webserver1's retained disk, each host's
+    # What stays on purpose (docs/lab.md): kvm1's default pool with webserver1's retained disk, each host's
     # name and SELinux mode (a host is not left nameless, nor relabelled by a destroy), the lab's own
     # image on docker1 (imported and pushed before up; keep_locally)...
     assert after["kvm1"]["volumes"] == ["webserver1.qcow2"] and BEFORE["kvm1"]["volumes"] == []
-    # and ovz1's OS template caches (vzpkg's, shared by containers, slow to make: README).
+    # and ovz1's OS template caches (vzpkg's, shared by containers, slow to make: docs/lab.md).
     vz = after["ovz1"]["fakes"].pop("/var/lib/virtfleet-fakes/vz.json")
     assert vz == {"caches": ["centos-7-x86_64", "centos-7-x86_64-minimal"], "containers": {}, "retained": {}}, vz
     modes = {h["name"]: h.get("selinux", "enforcing") for h in read_values(lab.project / "Pulumi.prod.yaml")["hosts"]}

@@ -10,7 +10,7 @@ dockerd frozen with SIGSTOP once the docker role is in place:
 
 - two `up`s at once: the second is refused with the lock message naming the first, the first
   completes; the lab then holds each domain, volume, container and network exactly once;
-- an `up` killed with SIGKILL while the host's dockerd is frozen (creates in flight), then README
+- an `up` killed with SIGKILL while the host's dockerd is frozen (creates in flight), then docs/team-state.md
   "Working as a team"'s recovery: `cancel`, each pending create adopted when its object exists on
   the host (engine/adopt-pending.sh) and forgotten otherwise (`refresh --clear-pending-creates`),
   `up`; then the same end state, nothing the stack does not know, and no change left to make;
@@ -208,7 +208,7 @@ def test_two_ups_at_once_one_runs_the_other_is_refused_and_each_object_exists_on
 
 
 def pending_recovery(team: Team, pending: list[dict]) -> tuple[list[str], list[str]]:
-    """README's rule for the pending creates: adopt each whose object exists on the host (its ID as
+    """docs/team-state.md's rule for the pending creates: adopt each whose object exists on the host (its ID as
     the provider reads it back), all in one engine/adopt-pending.sh, forget the rest
     (``refresh --clear-pending-creates``). Returns (adopted, forgotten) resource names."""
     adopted, forgotten, pairs = [], [], []

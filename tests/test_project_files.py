@@ -29,7 +29,7 @@ def test_config_declarations_fit_pulumis_project_schema():
         assert declaration.get("description"), key
     # No secret is declared: ours are optional, and the CLI requires a declared secret and refuses a
     # default for one ("must be encrypted as it's secret"; tests/test_engine.py runs the real CLI).
-    # Structured keys and secrets are documented in README instead.
+    # Structured keys and secrets are documented in docs/reference.md instead.
     assert not any(d.get("secret") for d in config.values())
     assert set(config) <= set(MODEL_KEYS)
 

@@ -51,10 +51,10 @@ def test_step_digest_changes_with_content():
     assert a.digest != b.digest and a.create != b.create
 
 
-def test_readme_configuration_reference_is_current():
-    from plan.reference import readme_block, reference
+def test_docs_configuration_reference_is_current():
+    from plan.reference import docs_block, reference
 
-    assert readme_block() == reference(), "run: .venv/bin/python -m plan.reference --write"
+    assert docs_block() == reference(), "run: .venv/bin/python -m plan.reference --write"
 
 
 def test_yamlquote_round_trips_through_yaml_where_json_escapes_do_not():

@@ -93,7 +93,7 @@ def test_a_stack_lives_in_postgres_like_in_the_file_backend_and_its_row_holds_no
     """Created, updated and destroyed through PostgreSQL; the same history through the file backend
     exports the same deployment; the rows hold the state (base64 JSON) with the secret encrypted; a
     teammate with the passphrase reads the secret, one without cannot; the stack moves to a file
-    backend and back with export/import (README "Working as a team")."""
+    backend and back with export/import (docs/team-state.md, "Working as a team")."""
     stack = "life"
     project.new_stack(stack, TOKEN)
     project.pulumi("up", "--yes", "--skip-preview", "--stack", stack)
@@ -146,7 +146,7 @@ def test_a_stack_lives_in_postgres_like_in_the_file_backend_and_its_row_holds_no
     assert refused.returncode != 0 and "incorrect passphrase" in refused.stderr
     assert TOKEN not in refused.stdout + refused.stderr
 
-    # Out to a local folder and back in (the README's move): export, init, import.
+    # Out to a local folder and back in (docs/team-state.md): export, init, import.
     exported = project.path / "life.json"
     project.pulumi("stack", "export", "--stack", stack, "--file", str(exported))
     moved = tmp_path / "moved-state"
@@ -202,7 +202,7 @@ def test_two_ups_at_once_one_runs_the_other_is_refused_with_the_lock_message(db,
 def test_an_up_killed_half_way_is_reported_and_the_documented_recovery_converges(db, project):
     """SIGKILL of the CLI, then of its language host and provider (each in a process group of its own),
     mid-create, as when the operator's machine dies: the lock stays and the create is
-    a pending operation in the exported state. Recovery as README "Working as a team" says: `pulumi
+    a pending operation in the exported state. Recovery as docs/team-state.md says: `pulumi
     cancel`, `pulumi refresh --clear-pending-creates` (the create never finished), `pulumi up`."""
     stack = "killed"
     marker, gate = project.path / "started", project.path / "gate"
@@ -248,7 +248,7 @@ def test_backup_and_restore_of_the_state_table_brings_history_and_outputs_back(d
     rows = db.rows()
 
     dump = tmp_path / "state.dump"
-    with dump.open("wb") as out:  # README: pg_dump by the administrator, the state table only
+    with dump.open("wb") as out:  # docs/team-state.md: pg_dump by the administrator, the state table only
         subprocess.run(
             [*db.client("pg_dump"), "-Fc", "-t", "pulumi_state", "pulumi_state"],
             stdout=out,
