@@ -15,6 +15,9 @@ class OsFamily:
     os_variant: str  # libosinfo id, as virt-install --os-variant
     httpd_package: str
     python: str
+    # Cockpit's certificate: el9's cockpit (286+) wants the key in NAME.key beside NAME.cert; el7's
+    # (195) reads one .cert holding the chain and then the key.
+    cockpit_key_file: bool
 
 
 OS_FAMILIES: dict[str, OsFamily] = {
@@ -27,6 +30,7 @@ OS_FAMILIES: dict[str, OsFamily] = {
         os_variant="centos7.0",
         httpd_package="httpd",
         python="python",
+        cockpit_key_file=False,
     ),
     "el9": OsFamily(
         name="el9",
@@ -39,6 +43,7 @@ OS_FAMILIES: dict[str, OsFamily] = {
         os_variant="centos-stream9",
         httpd_package="httpd",
         python="python3",
+        cockpit_key_file=True,
     ),
 }
 

@@ -55,6 +55,9 @@ def build(fleet: Fleet, secrets: Secrets, *, operator_home: str | None = None) -
             {name: g.readback_outputs for name, g in guests.items() if hasattr(g, "readback_outputs")}
         ),
     }
+    consoles = {name: h.console_url for name, h in hosts.items() if h.console_url}
+    if consoles:
+        outputs["consoleUrls"] = pulumi.Output.from_input(consoles)
     if fleet.load_balancer:
         tier = HaproxyTier(fleet.load_balancer, fleet=fleet, hosts=hosts, guests=guests, secrets=secrets)
         outputs.update(

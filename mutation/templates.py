@@ -34,6 +34,8 @@ OPENVZ = "tests/test_openvz_guest_remote.py"
 XEN = "tests/test_xen_guest_remote.py"
 VBOX = "tests/test_virtualbox_guest_remote.py"
 HAPROXY_CONFIG = "tests/test_haproxy_remote.py::test_haproxy_config_is_checked_installed_started_and_reloaded"
+CONSOLE = "tests/test_console.py::test_the_console_is_installed_locked_and_undone"
+CONSOLE_CHECKS = "tests/test_console.py::test_a_foreign_certificate_is_refused_and_allow_from_changes_follow"
 IGNORE = shutil.ignore_patterns(".venv", ".git", "build", "mutants", ".engine", ".pulumi-state", "__pycache__")
 
 
@@ -47,6 +49,22 @@ class Mutant:
 
 
 MUTANTS = (
+    # The web console (Cockpit, issue 26).
+    Mutant("console.create.sh.j2", "chown root:{{ group | shquote }} {{ key_path | shquote }}", "", (CONSOLE,),
+           "the key file stays root:root, which el7's cockpit-ws cannot read"),
+    Mutant("console.create.sh.j2", "firewall-cmd --quiet {{ layer }} --remove-service={{ service | shquote }}", "",
+           (CONSOLE,), "EL9's cockpit service stays open to everyone"),
+    Mutant("console.create.sh.j2", "firewall-cmd --quiet {{ layer }} --add-rich-rule={{ rule | shquote }}", "",
+           (CONSOLE,), "the allowed networks are never let in"),
+    Mutant("console.create.sh.j2", "printf 'root\\n' >> {{ disallowed_users | shquote }}", "", (CONSOLE,),
+           "root may log in to the console on el7"),
+    Mutant("console.create.sh.j2", 'if [ "$vf_cert_pub" != "$vf_key_pub" ]; then', "if false; then",
+           (CONSOLE_CHECKS,), "a certificate that is not its key's is installed"),
+    Mutant("console.create.sh.j2", "firewall-cmd --quiet {{ layer }} --remove-rich-rule=\"$vf_rule\"", "",
+           (CONSOLE_CHECKS,), "networks dropped from allowFrom keep their way in"),
+    Mutant("console.delete.sh.j2", "firewall-cmd --quiet {{ layer }} --add-service={{ service | shquote }}", "",
+           (CONSOLE,), "delete does not give EL9's default zone its cockpit service back"),
+    Mutant("console.delete.sh.j2", 'rm -rf "$vf_records"', "", (CONSOLE,), "delete leaves its records behind"),
     Mutant("_frame.sh.j2", "set -Eeuo pipefail", "set -euo pipefail", (HOSTS, MID_STEP),
            "the ERR trap does not report a command failing inside a function"),
     Mutant("_frame.sh.j2", 'if [ "$vf_changed" = 1 ]; then echo "virtfleet: $vf_step: changed"; '

@@ -19,7 +19,7 @@ from pydantic_core import PydanticUndefined
 from components.model import GUEST_TYPES
 from components.model.fleet import SECRET_KEYS, Fleet
 from components.model.guests import CloudImage, Guest, GuestNetwork, Installer, PortMapping
-from components.model.hosts import Bridge, Capacity, Host, JumpHost, SshAccess
+from components.model.hosts import Bridge, Capacity, Console, Host, JumpHost, SshAccess
 from components.model.lb import ClientLimits, Endpoint, HealthCheck, Https, LoadBalancer, Stats
 
 from .run import ROOT
@@ -33,6 +33,7 @@ SECTIONS: list[tuple[str, type[BaseModel], set[str]]] = [
     ("`hosts[]`", Host, set()),
     ("`hosts[].capacity`", Capacity, set()),
     ("`hosts[].bridges[]`", Bridge, set()),
+    ("`hosts[].console` (the console role)", Console, set()),
     ("`guests[]` (every type)", Guest, set()),
     ("`guests[].network`", GuestNetwork, set()),
     *[(f"`guests[]` with `type: {t}`", cls, set(Guest.model_fields)) for t, cls in GUEST_TYPES.items()],

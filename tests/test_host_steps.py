@@ -61,9 +61,10 @@ def test_steps_in_order_with_the_host_lock_where_the_host_is_shared():
     _, fleet = load_stack("prod")
     steps = host_steps(fleet.host("xen1"), fleet)
     assert [s.name for s in steps] == [
-        "preflight", "selinux", "sysctl", "hostname", "hosts-file", "firewall", "bridge-brid0", "role-xen", "boot-xen",
+        "preflight", "selinux", "sysctl", "hostname", "hosts-file", "firewall", "bridge-brid0", "role-xen",
+        "role-console", "boot-xen",
     ]  # fmt: skip
-    assert {s.name for s in steps if s.lock} == {"sysctl", "bridge-brid0", "role-xen", "boot-xen"}
+    assert {s.name for s in steps if s.lock} == {"sysctl", "bridge-brid0", "role-xen", "role-console", "boot-xen"}
     by_name = {s.name: s for s in steps}
     assert "vf_want=xen1.packt.co.uk\n" in by_name["hostname"].create
     assert "vf_want=permissive" in by_name["selinux"].create

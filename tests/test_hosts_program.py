@@ -40,6 +40,9 @@ def expected_steps(host, fleet) -> set[str]:
     # the virtualbox role's autostart part, where a VM of the host starts with it
     if any(g.type == "virtualbox" and g.autostart for g in fleet.guests_on(host.name)):
         steps.add("virtualbox-autostart")
+    # the console role's own step (Cockpit's settings, certificate and firewall), after the others
+    if host.console is not None:
+        steps.add("console")
     return steps
 
 

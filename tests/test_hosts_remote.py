@@ -162,9 +162,10 @@ def promised_state(host, fleet, before: dict) -> dict:
     packages, units, repos, config = set(), {}, [], []
     for role in host.roles:
         setup = role_setup(role, host.os_family)
-        packages |= {spec.split("=")[0] for spec in (*setup.repo_packages, *setup.packages)}
+        packages |= {spec.split("=")[0] for spec in (*setup.repo_packages, *setup.packages_for(host.roles))}
         for service in setup.services:
-            units[f"{service}.service"] = (True, setup.kernel is None)  # a new kernel's services start after the reboot
+            unit = service if "." in service else f"{service}.service"
+            units[unit] = (True, setup.kernel is None)  # a new kernel's services start after the reboot
         repos += [(f"/etc/yum.repos.d/{name}", text) for name, text in setup.repo_files]
         config += [(path, f"{key}={value}") for path, key, value in setup.config_lines]
     want["records"] = "".join(f"role-{r}\n" for r in sorted(map(str, host.roles)))
@@ -205,7 +206,7 @@ def check_created(sshd, host, fleet, before: dict) -> None:
 
 def promised_names(host, role) -> set[str]:
     setup = role_setup(role, host.os_family)
-    return {spec.split("=")[0] for spec in (*setup.repo_packages, *setup.packages)}
+    return {spec.split("=")[0] for spec in (*setup.repo_packages, *setup.packages_for(host.roles))}
 
 
 def fleet_names(fleet) -> list[str]:

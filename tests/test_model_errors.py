@@ -51,6 +51,7 @@ KVM1 = lambda v: host(v, "kvm1")  # noqa: E731
 WEB1 = lambda v: guest(v, "webserver1")  # noqa: E731
 BRIDGE = lambda v: host(v, "kvm1")["bridges"][0]  # noqa: E731
 CAP = lambda v: host(v, "kvm1")["capacity"]  # noqa: E731
+CONSOLE = lambda v: host(v, "kvm1")["console"]  # noqa: E731
 
 INSTALL = lambda v: guest(v, "centos7guest")["install"]  # noqa: E731
 HAPROXY = lambda v: guest(v, "haproxy")  # noqa: E731
@@ -292,6 +293,69 @@ HARDENING_CASES: list[tuple[str, Callable[[dict], None], str, str]] = [
     ("vcpus-above-threads", _set(WEB1, "vcpus", 17), "virtfleet:guests[1].vcpus", "hardware threads"),
     # one reading of booleans: a string that is not a boolean is refused, not read by truthiness
     ("use-agent-not-bool", _ssh("useAgent", "perhaps"), "virtfleet:ssh.useAgent", "boolean"),
+    # the console role (Cockpit): who may reach it, its title in cockpit.conf, its timeout
+    ("console-missing", _del(KVM1, "console"), "virtfleet:hosts[0].console.allowFrom", "required"),
+    ("console-allow-empty", _set(CONSOLE, "allowFrom", []), "virtfleet:hosts[0].console.allowFrom", "at least 1"),
+    ("console-allow-missing", _del(CONSOLE, "allowFrom"), "virtfleet:hosts[0].console.allowFrom", "required"),
+    (
+        "console-allow-host-bits",
+        _set(CONSOLE, "allowFrom", ["10.0.0.7/24"]),
+        "virtfleet:hosts[0].console.allowFrom[0]",
+        "host bits set: the network is 10.0.0.0/24",
+    ),
+    (
+        "console-allow-not-cidr",
+        _set(CONSOLE, "allowFrom", ["10.0.0.0/24; reboot"]),
+        "virtfleet:hosts[0].console.allowFrom[0]",
+        "CIDR",
+    ),
+    (
+        "console-allow-twice",
+        _set(CONSOLE, "allowFrom", ["10.0.0.0/24", "10.0.0.0/24"]),
+        "virtfleet:hosts[0].console.allowFrom[1]",
+        "already used at virtfleet:hosts[0].console.allowFrom[0]",
+    ),
+    ("console-title-escape", _set(CONSOLE, "title", "kvm1\x1b[31m"), "virtfleet:hosts[0].console.title", "pattern"),
+    ("console-title-newline", _set(CONSOLE, "title", "kvm1\n[Session]"), "virtfleet:hosts[0].console.title", "pattern"),
+    ("console-title-backslash", _set(CONSOLE, "title", "kvm1\\n"), "virtfleet:hosts[0].console.title", "pattern"),
+    (
+        "console-timeout-zero",
+        _set(CONSOLE, "idleTimeoutMinutes", 0),
+        "virtfleet:hosts[0].console.idleTimeoutMinutes",
+        "greater",
+    ),
+    (
+        "console-timeout-huge",
+        _set(CONSOLE, "idleTimeoutMinutes", 1441),
+        "virtfleet:hosts[0].console.idleTimeoutMinutes",
+        "less",
+    ),
+    (
+        "console-without-role",
+        _set(lambda v: host(v, "ovz1"), "console", {"allowFrom": ["10.0.0.0/24"]}),
+        "virtfleet:hosts[2].console",
+        "has no console role",
+    ),
+    (
+        "console-dns-address-no-bridge",
+        lambda v: v["hosts"].append(
+            {
+                "name": "kvm9",
+                "address": "kvm9.packt.co.uk",
+                "roles": ["console"],
+                "capacity": {"cpuThreads": 2, "memoryMiB": 1024, "diskGiB": 10},
+                "console": {"allowFrom": ["10.0.0.0/24"]},
+            }
+        ),
+        "virtfleet:hosts[5].address",
+        "management IPv4 address",
+    ),
+    (
+        "console-port-taken",
+        _docker(ports=[{"hostPort": 9090, "containerPort": 9090, "hostIp": "10.0.0.2"}], host="kvm1"),
+        "virtfleet:guests[8].ports[0].hostPort",
+        "the console 9090/tcp is already used",
+    ),
 ]
 
 # (case id, mutation, the key path the report must name, a word the message must contain)

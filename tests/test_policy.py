@@ -91,6 +91,12 @@ def _outside(compliant: bool, values: dict):
             no_auth = _haproxy_cfg(values, lambda t: re.sub(r"\n    stats auth [^\n]*", "", t))
             RenderedFiles("outside-lb-nocheck", machine="lb2", files={"/etc/haproxy/haproxy.cfg": no_check})
             RenderedFiles("outside-lb-noauth", machine="lb3", files={"/etc/haproxy/haproxy.cfg": no_auth})
+            # A console step made outside the model, without the stack's certificate.
+            pulumi.ComponentResource(
+                "virtfleet:remote:RemoteStep",
+                "outside-console",
+                {"machine": "ovz1", "step": "console", "files": {"/etc/cockpit/cockpit.conf": "[WebService]\n"}},
+            )
             # A jump host the stack cannot express for kvm hosts (the model refuses ssh.jumpHost with
             # the libvirt provider), unpinned.
             jump = command.remote.ProxyConnectionArgs(host="10.0.0.1")
@@ -112,6 +118,7 @@ def run(kind: str):
             host["hostKey"] = KEY
     else:
         values["hosts"][0]["selinux"] = "disabled"
+        values["hosts"][0]["console"]["allowFrom"] = ["10.0.0.0/25", "0.0.0.0/0"]  # kvm1's console
         values["loadBalancer"]["backups"] = []
         values["loadBalancer"]["stats"]["bind"] = {"address": "0.0.0.0", "port": 8404}
         values["loadBalancer"]["https"] = {"enabled": False}  # site and stats page over plain HTTP
@@ -157,6 +164,7 @@ def test_every_policy_is_tested_here():
         "images-pinned",
         "guests-protected",
         "tier-https-only",
+        "console-restricted",
     }
     assert {p.name for p in POLICIES} == tested
 
@@ -288,6 +296,25 @@ def test_guests_protected():
     outside = ["outside-admin", "outside-hostnet", "outside-privileged", "outside-vm"]
     assert sorted(bad) == sorted(model_guests + outside)
     assert of("compliant", "guests-protected") == []
+
+
+def test_console_restricted():
+    bad = by_name("violating", "console-restricted")
+    assert set(bad) == {"kvm1", "outside-console"}, bad
+    # 10.0.0.0/25 lies inside prod's LAN: only the second network is reported, by its key.
+    assert bad["kvm1"] == [
+        "host kvm1: console.allowFrom[1] = 0.0.0.0/0 reaches beyond the stack's management networks "
+        "(10.0.0.0/24): the console is the widest door into a hypervisor. Narrow hosts[].console.allowFrom "
+        "to the administrators' networks."
+    ]
+    assert len(bad["outside-console"]) == 1 and "no certificate of the stack's" in bad["outside-console"][0]
+    assert of("compliant", "console-restricted") == []
+    # The program's own console steps carry the certificate (masked) in what the pack judges.
+    fleet, rec = recording("prod")
+    steps = [r for r in rec.of_type("virtfleet:remote:RemoteStep") if r.inputs.get("step") == "console"]
+    assert {s.inputs["machine"] for s in steps} == {h.name for h in fleet.hosts if h.console}
+    for step in steps:
+        assert step.inputs["files"]["/etc/cockpit/ws-certs.d/50-virtfleet.cert"] == "(secret)"
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -2,30 +2,47 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pulumi
 import pulumi_command as command
 import pulumi_docker as docker
 import pulumi_libvirt as libvirt
+import pulumi_tls as tls
 
 from ..model import Fleet, Host, Role
 from ..remote.connection import connection_for
 from ..remote.step import RemoteStep
 from ..stack.secrets import Secrets
 from .bridge_network import BridgeNetwork
+from .console import console_origins, console_url, public_console_files, render_console_step
 from .host_steps import host_steps, hosts_entries
 from .trust import host_trust, write_trust_files
 
 __all__ = ["HypervisorHost", "host_props", "hosts_entries"]
 
 
-def host_props(host: Host) -> dict:
-    """The component's inputs as Pulumi records them (camelCase, like the stack file)."""
-    return {
+def host_props(host: Host, fleet: Fleet) -> dict:
+    """The component's inputs as Pulumi records them (camelCase, like the stack file). With a console,
+    its settings and ``managementNetworks``: the stack's hosts' addresses and bridge subnets, which the
+    policy pack holds ``console.allowFrom`` to (console-restricted)."""
+    props = {
         "address": host.address,
         "roles": [role.value for role in host.roles],
         "selinux": host.selinux,
         "capacity": host.capacity.model_dump(mode="json", by_alias=True),
     }
+    if host.console is not None:
+        props["console"] = host.console.model_dump(mode="json", by_alias=True, exclude_none=True)
+        props["managementNetworks"] = management_networks(fleet)
+    return props
+
+
+def management_networks(fleet: Fleet) -> list[str]:
+    networks = [ipaddress.ip_network(f"{h.management_ip()}/32") for h in fleet.hosts if h.management_ip()]
+    networks += [b.address.network for h in fleet.hosts for b in h.bridges]
+    # Collapsed (an address inside a bridge's subnet adds nothing) and sorted: host order changes nothing.
+    return [str(n) for n in ipaddress.collapse_addresses(networks)]
 
 
 class HypervisorHost(pulumi.ComponentResource):
@@ -50,7 +67,7 @@ class HypervisorHost(pulumi.ComponentResource):
         under the plan's mocks, which write nothing there)."""
         # Its props are what the policy pack (policy/) judges a host by: capacity and SELinux mode,
         # and the address that ties resources made outside the model (their provider) to the host.
-        super().__init__("virtfleet:host:HypervisorHost", host.name, host_props(host), opts)
+        super().__init__("virtfleet:host:HypervisorHost", host.name, host_props(host, fleet), opts)
         self.host = host
         self.connection = connection_for(fleet, host.address, host.port, host.host_key, secrets.ssh)
         if host.host_key is None:
@@ -85,6 +102,11 @@ class HypervisorHost(pulumi.ComponentResource):
         # Guests wait for every step, not only the last: a RemoteStep's Command does not (yet)
         # inherit the component's depends_on, so the chain alone does not order the Commands.
         self.ready: list[pulumi.Resource] = list(self.steps.values())
+        # The console (Cockpit) last: its step carries the private key, so it is secret.
+        self.console_url: str | None = None
+        if host.console is not None and host.has_role(Role.CONSOLE):
+            self.console_url = console_url(host)
+            self.steps["console"] = self._console(host, fleet, secrets, after=previous)
 
         trust = host_trust(fleet, host, pulumi.get_stack())
         needs_trust = host.has_role(Role.KVM) or host.has_role(Role.DOCKER)
@@ -138,4 +160,40 @@ class HypervisorHost(pulumi.ComponentResource):
                 self.docker_networks[bridge.bridge.name] = bridge.docker_network
         # Its outputs replace its inputs in the engine's state, where stack policies (host-capacity)
         # read them: the same props again.
-        self.register_outputs(host_props(host))
+        self.register_outputs(host_props(host, fleet))
+
+    def _console(self, host: Host, fleet: Fleet, secrets: Secrets, *, after: list) -> RemoteStep:
+        stack = pulumi.get_stack()
+        certificate = secrets.console_certificate or self._console_certificate(host, fleet)
+        step = pulumi.Output.secret(certificate).apply(
+            lambda pem: render_console_step(host, fleet, stack, certificate_pem=pem)
+        )
+        # What the policy pack judges at preview: the files, with the certificate and key masked.
+        public = public_console_files(host, fleet, stack)
+        return RemoteStep(
+            step,
+            machine=host.name,
+            name="console",
+            connection=self.connection,
+            public_files=public,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=after),
+        )
+
+    def _console_certificate(self, host: Host, fleet: Fleet) -> pulumi.Output[str]:
+        """A self-signed certificate for the names users reach the console by (pulumi-tls)."""
+        child = pulumi.ResourceOptions(parent=self)
+        fqdn = f"{host.name}.{fleet.domain}"
+        names = [n.split("://", 1)[1].rsplit(":", 1)[0] for n in console_origins(host, fleet)]
+        key = tls.PrivateKey(f"{host.name}-console-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+        cert = tls.SelfSignedCert(
+            f"{host.name}-console-cert",
+            private_key_pem=key.private_key_pem,
+            subject=tls.SelfSignedCertSubjectArgs(common_name=fqdn),
+            dns_names=[n for n in names if not n.replace(".", "").isdigit()],
+            ip_addresses=[n for n in names if n.replace(".", "").isdigit()],
+            validity_period_hours=24 * 365,
+            early_renewal_hours=24 * 30,
+            allowed_uses=["key_encipherment", "digital_signature", "server_auth"],
+            opts=child,
+        )
+        return pulumi.Output.secret(pulumi.Output.concat(cert.cert_pem, key.private_key_pem))

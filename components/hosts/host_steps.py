@@ -89,7 +89,8 @@ def role_step(host: Host, role) -> RenderedStep:
         host.name, f"role-{role}", "role", files=files, lock=True,
         role=str(role), family=host.os_family, pm=family.package_manager,
         record=f"{PACKAGE_RECORDS}/role-{role}",
-        repo_packages=[_spec(p) for p in setup.repo_packages], packages=[_spec(p) for p in setup.packages],
+        repo_packages=[_spec(p) for p in setup.repo_packages],
+        packages=[_spec(p) for p in setup.packages_for(host.roles)],
         services=list(setup.services), config_lines=list(setup.config_lines),
         verify=[list(argv) for argv in setup.verify], kernel=setup.kernel,
         storage_pools=[list(pool) for pool in setup.storage_pools],
@@ -116,6 +117,10 @@ def virtualbox_autostart_step(host: Host, fleet: Fleet) -> RenderedStep | None:
         service=VBOX_AUTOSTART_SERVICE,
         config_lines=[("VBOXAUTOSTART_DB", VBOX_AUTOSTART_DB), ("VBOXAUTOSTART_CONFIG", VBOX_AUTOSTART_CONFIG)],
     )  # fmt: skip
+
+
+def _sysctl_roles(host: Host) -> list[str]:
+    return [str(r) for r in host.roles if role_setup(r, host.os_family).sysctls]
 
 
 def _spec(package: str) -> str:
@@ -145,7 +150,7 @@ def host_steps(host: Host, fleet: Fleet) -> list[RenderedStep]:
         conf = "".join(f"{k} = {v}\n" for k, v in sysctls)
         steps.append(render_step(
             host.name, "sysctl", "sysctl", lock=True, conf=SYSCTL_CONF, sysctls=sysctls,
-            files=(RemoteFile(SYSCTL_CONF, f"# virtfleet: what roles {', '.join(map(str, host.roles))} need\n"
+            files=(RemoteFile(SYSCTL_CONF, f"# virtfleet: what roles {', '.join(_sysctl_roles(host))} need\n"
                               + conf),),
         ))  # fmt: skip
     steps.append(render_step(host.name, "hostname", "hostname", fqdn=f"{host.name}.{fleet.domain}"))

@@ -79,6 +79,14 @@ class RoleSetup:
     # libvirt storage pools (name, directory) the role's guests need, defined, started and autostarted.
     # Host infrastructure: kept when the role or a stack's guests go (retained disks live there).
     storage_pools: tuple[tuple[str, str], ...] = ()
+    # (other role, packages): installed as well when the host also has that role (cockpit-machines
+    # is the console's page for libvirt guests, so it comes with the kvm role).
+    companions: tuple[tuple[Role, tuple[str, ...]], ...] = ()
+
+    def packages_for(self, roles) -> tuple[str, ...]:
+        """The role's packages on a host with ``roles``: its own, then its companions' for those roles."""
+        extra = tuple(p for role, packages in self.companions if role in roles for p in packages)
+        return self.packages + extra
 
 
 XEN = Kernel("Xen", '[ "$(cat /sys/hypervisor/type 2>/dev/null)" = xen ]', "xen")
@@ -139,6 +147,18 @@ _TABLE: dict[tuple[Role, str], RoleSetup] = {
         services=("docker",), sysctls=FORWARDING,
         verify=(("docker", "version", "--format", "{{.Server.Version}}"),),
     ),
+    # Cockpit (the web console, from the distribution's own repositories: el7 extras, el9 BaseOS and
+    # AppStream). cockpit-ws ships cockpit.socket; the console step (hosts/console.py) binds it to the
+    # management address, renders cockpit.conf, installs the certificate and opens 9090 to allowFrom only.
+    **{
+        (Role.CONSOLE, family): RoleSetup(
+            packages=("cockpit", "cockpit-ws"),
+            services=("cockpit.socket",),
+            verify=(("systemctl", "is-active", "--quiet", "cockpit.socket"),),
+            companions=((Role.KVM, ("cockpit-machines",)),),
+        )
+        for family in ("el7", "el9")
+    },
 }  # fmt: skip
 
 

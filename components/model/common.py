@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from functools import cache
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, StringConstraints
@@ -247,4 +247,38 @@ SafeText = Annotated[
     str,
     StringConstraints(pattern=r"^[^\x00-\x1f\x7f]*$", min_length=1),
     Field(description="one line of text: no newlines or control characters"),
+]
+
+
+def _check_cidr(value: str) -> str:
+    text = str(value)
+    try:
+        return str(IPv4Network(text))  # normalized: a bare address becomes ADDRESS/32
+    except ValueError:
+        pass
+    try:
+        network = IPv4Network(text, strict=False)
+    except ValueError:
+        raise ValueError("is not an IPv4 network in CIDR form, such as 10.0.0.0/24") from None
+    raise ValueError(f"has host bits set: the network is {network}")
+
+
+Cidr = Annotated[
+    str,
+    AfterValidator(_check_cidr),
+    Field(description="IPv4 network, CIDR, without host bits: 10.0.0.0/24 (a single address: 10.0.0.5/32)"),
+]
+
+# One line for an INI-style value (cockpit.conf's LoginTitle, a GLib key file): printable text, no
+# control characters, no backslash (the key file's escape character), no blank at either end (the
+# key file trims it), at most 100 characters.
+_TITLE_CHAR = r"[^\x00-\x1f\x7f\\]"
+_TITLE_EDGE = r"[^\x00-\x20\x7f\\]"
+ConsoleTitle = Annotated[
+    str,
+    StringConstraints(pattern=rf"^{_TITLE_EDGE}(?:{_TITLE_CHAR}{{0,98}}{_TITLE_EDGE})?$"),
+    Field(
+        description="one line of 1 to 100 printable characters: no control characters or backslash, "
+        "no blank at either end"
+    ),
 ]

@@ -21,6 +21,8 @@ SECRET_KEYS = {
     "statsPassword": "the HAProxy stats password (generated with pulumi-random when absent)",
     "rootPassword": "the root password of kickstart-installed guests and OpenVZ containers (generated when absent)",
     "tlsCertificate": "PEM certificate and key for the HTTPS frontend (self-signed when absent)",
+    "consoleCertificate": "PEM certificate and key for every host's console (Cockpit; one per host, self-signed "
+    "for its names, when absent)",
 }
 MODEL_KEYS = ("domain", "ssh", "hosts", "guests", "loadBalancer")
 

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from .common import Frozen, HostAddress, HostKey, InterfaceName, Name, Port, PublicKey
+from .common import Cidr, ConsoleTitle, Frozen, HostAddress, HostKey, InterfaceName, Name, Port, PublicKey
 
 
 class Role(StrEnum):
@@ -17,6 +17,7 @@ class Role(StrEnum):
     OPENVZ = "openvz"
     VIRTUALBOX = "virtualbox"
     DOCKER = "docker"
+    CONSOLE = "console"
 
 
 # Roles that cannot share one host, and why (checked in rules.py).
@@ -61,6 +62,25 @@ class Capacity(Frozen):
     disk_overcommit: float = Field(1.0, ge=1.0, le=10.0, description="thin-provisioned GiB per GiB")
 
 
+# Cockpit's port (cockpit.socket's ListenStream); the console role binds it to the host's management address.
+CONSOLE_PORT = 9090
+
+
+class Console(Frozen):
+    """The console role's settings: Cockpit, the web console the seed's GUIs became (virt-manager, the
+    VirtualBox GUI, ovz-web-panel). Locked by default: TLS, only the networks named, no root login."""
+
+    allow_from: tuple[Cidr, ...] = Field(
+        min_length=1,
+        description="networks that may reach the console (port 9090), CIDR; required, no default: nothing "
+        "else reaches it (a firewalld rich rule per network, and cockpit removed from the default zone)",
+    )
+    idle_timeout_minutes: int = Field(
+        15, ge=1, le=1440, description="minutes of inactivity after which a session is logged out"
+    )
+    title: ConsoleTitle | None = Field(None, description="the login page's title; default: '<host> (stack <stack>)'")
+
+
 class Bridge(Frozen):
     """A Linux bridge that takes over ``interface``'s address; guests share it (the seed's brid0)."""
 
@@ -95,6 +115,7 @@ class Host(Frozen):
     allow_reboot: bool = Field(False, description="xen/openvz: reboot into the new kernel; else stop and say so")
     bridges: tuple[Bridge, ...] = Field((), description="bridges guests attach to")
     firewall: bool = Field(True, description="manage firewalld ports for what the host serves")
+    console: Console | None = Field(None, description="the console role's settings (Cockpit); required with it")
 
     @field_validator("roles")
     @classmethod
@@ -105,6 +126,14 @@ class Host(Frozen):
 
     def has_role(self, role: Role) -> bool:
         return role in self.roles
+
+    def management_ip(self) -> IPv4Address | None:
+        """The IPv4 address the host is managed at: its address, else its first bridge's (a host
+        reached by DNS name); None when it has neither."""
+        try:
+            return IPv4Address(self.address)
+        except ValueError:
+            return self.bridges[0].address.ip if self.bridges else None
 
     def bridge(self, name: str) -> Bridge | None:
         return next((b for b in self.bridges if b.name == name), None)

@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import Problem, key_path
 from .guests import DockerGuest, Guest, OpenvzGuest, ostemplate_family
-from .hosts import EL7_ONLY_ROLES, ROLE_CONFLICTS, Host, Role, SshAccess
+from .hosts import CONSOLE_PORT, EL7_ONLY_ROLES, ROLE_CONFLICTS, Host, Role, SshAccess
 from .lb import LoadBalancer
 
 Indexed = list[tuple[int, Any]]
@@ -92,6 +92,7 @@ def host_rules(hosts: Indexed) -> list[Problem]:
                         host.os_family,
                     )
                 )
+        problems += _console_rules(i, host)
         for pair, reason in ROLE_CONFLICTS.items():
             if pair <= set(host.roles):
                 a, b = sorted(pair)
@@ -279,6 +280,36 @@ def capacity(hosts: Indexed, guests: Indexed) -> list[Problem]:
 Bind = tuple[str, str, IPv4Address | None, int, str]
 
 
+def _console_rules(i: int, host: Host) -> list[Problem]:
+    """The console role and its settings come together; Cockpit binds the management IPv4 address."""
+    path = key_path("hosts", i, "console")
+    if host.has_role(Role.CONSOLE) and host.console is None:
+        return [
+            Problem(
+                f"{path}.allowFrom",
+                "is required with the console role: the networks (CIDR) that may reach Cockpit; "
+                "there is no default that opens it to everyone",
+            )
+        ]
+    if host.console is not None and not host.has_role(Role.CONSOLE):
+        return [Problem(path, f"is set, but host {host.name} has no console role: add console to its roles")]
+    problems = []
+    if host.console is not None:
+        problems += _duplicates(
+            [(f"{path}.allowFrom[{j}]", net) for j, net in enumerate(host.console.allow_from)], "the network"
+        )
+        if host.management_ip() is None:
+            problems.append(
+                Problem(
+                    key_path("hosts", i, "address"),
+                    "is a DNS name and the host has no bridge: the console binds to the host's management "
+                    "IPv4 address, so give the address as IPv4 (or declare the host's bridge)",
+                    host.address,
+                )
+            )
+    return problems
+
+
 def host_ports(hosts: Indexed, guests: Indexed, lb: LoadBalancer | None) -> list[Problem]:
     """Ports bound on one machine may not collide on one address (0.0.0.0 overlaps every address):
     the SSH port virtfleet manages each machine through, docker port maps, the balancer's binds."""
@@ -286,6 +317,9 @@ def host_ports(hosts: Indexed, guests: Indexed, lb: LoadBalancer | None) -> list
     for i, host in hosts:
         ssh = f"the SSH port virtfleet manages host {host.name} through"
         binds[host.name].append((key_path("hosts", i, "port"), "tcp", None, host.port, ssh))
+        if host.console is not None and host.has_role(Role.CONSOLE):
+            console = (key_path("hosts", i, "console"), "tcp", host.management_ip(), CONSOLE_PORT, "the console")
+            binds[host.name].append(console)
     for i, guest in guests:
         if isinstance(guest, DockerGuest):
             for j, port in enumerate(guest.ports):

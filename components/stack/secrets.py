@@ -20,6 +20,8 @@ class Secrets:
     stats_password: pulumi.Output[str] | None
     root_password: pulumi.Output[str] | None
     tls_certificate: pulumi.Output[str] | None
+    # PEM chain + key for the hosts' consoles (Cockpit), when the stack supplies one.
+    console_certificate: pulumi.Output[str] | None = None
     # The public half of sshPrivateKey, authorized on guests so the key that reaches the hosts
     # reaches the guests too; None with ssh.useAgent (then only ssh.authorizedKeys).
     login_public_key: pulumi.Output[str] | None = None
@@ -59,4 +61,5 @@ def load_secrets(fleet: Fleet) -> Secrets:
         root_password=_configured_or_generated("rootPassword", "root-password", 24) if needs_root else None,
         tls_certificate=secret_config("tlsCertificate") if lb is not None and lb.https.enabled else None,
         login_public_key=public_key_of(private_key) if private_key is not None else None,
+        console_certificate=secret_config("consoleCertificate") if any(h.console for h in fleet.hosts) else None,
     )

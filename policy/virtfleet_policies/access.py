@@ -1,11 +1,18 @@
-"""Who can reach what: pinned SSH host keys, loopback-only consoles, a protected stats page, SELinux."""
+"""Who can reach what: pinned SSH host keys, loopback-only consoles, a protected stats page, SELinux,
+web consoles open to the stack's own networks only."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from urllib.parse import parse_qs, urlsplit
 
-from pulumi_policy import EnforcementLevel, ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
+from pulumi_policy import (
+    EnforcementLevel,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+)
 
 from .common import (
     COMMAND_TYPES,
@@ -205,4 +212,45 @@ tier_https_only = ResourceValidationPolicy(
     validate=_tier_https,
 )
 
-POLICIES = [ssh_host_key_pinned, graphics_loopback_only, stats_page_protected, selinux_not_disabled, tier_https_only]
+CONSOLE_CERT_DIR = "/etc/cockpit/ws-certs.d/"
+
+
+def _console(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type == HOST_TYPE and args.props.get("console"):
+        managed = [ipaddress.ip_network(n) for n in as_list(args.props.get("managementNetworks"))]
+        shown = ", ".join(str(n) for n in managed) or "none"
+        for j, value in enumerate(as_list(args.props["console"].get("allowFrom"))):
+            network = ipaddress.ip_network(value, strict=False)
+            if not any(network.subnet_of(m) for m in managed if m.version == network.version):
+                report(
+                    f"host {args.name}: console.allowFrom[{j}] = {value} reaches beyond the stack's management "
+                    f"networks ({shown}): the console is the widest door into a hypervisor. Narrow "
+                    "hosts[].console.allowFrom to the administrators' networks."
+                )
+    elif args.resource_type == STEP_TYPE and args.props.get("step") == "console":
+        paths = [path for path, _ in registered_files(args.props)]
+        if not any(p.startswith(CONSOLE_CERT_DIR) and p.endswith(".cert") for p in paths):
+            report(
+                f"{label(args.resource_type, args.name)}: the console has no certificate of the stack's under "
+                f"{CONSOLE_CERT_DIR} (cockpit would make a self-signed one nobody can verify). Keep the step's "
+                "certificate: virtfleet:consoleCertificate, or the one generated per host."
+            )
+
+
+console_restricted = ResourceValidationPolicy(
+    name="console-restricted",
+    description="A host's web console (Cockpit) is reachable only from the stack's management networks "
+    "(hosts[].console.allowFrom within the stack's hosts' addresses and bridge subnets) and serves a "
+    "certificate the stack controls.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_console,
+)
+
+POLICIES = [
+    ssh_host_key_pinned,
+    graphics_loopback_only,
+    stats_page_protected,
+    selinux_not_disabled,
+    tier_https_only,
+    console_restricted,
+]

@@ -25,16 +25,19 @@ _EL_COMMON = {
     "gcc", "make", "perl", "elfutils-libelf-devel", "httpd", "mod_ssl", "haproxy", "keepalived",
 }  # fmt: skip
 # Repositories every host of the family has enabled (no .repo file in the fakes' view): id -> packages.
+# Cockpit (the web console): CentOS 7 ships cockpit 195 in extras; EL9 has the base packages in
+# BaseOS and the optional pages (cockpit-machines) in AppStream.
+_COCKPIT_BASE = {"cockpit", "cockpit-ws", "cockpit-bridge", "cockpit-system"}
 BASE_REPOS = {
     "el7": {
         "base": _EL_COMMON
         | {"yum", "initscripts", "qemu-img", "bridge-utils", "policycoreutils-python", "genisoimage"},
         "updates": set(),
-        "extras": {"epel-release", "centos-release-xen"},
+        "extras": {"epel-release", "centos-release-xen", *_COCKPIT_BASE, "cockpit-machines"},
     },
     "el9": {
-        "baseos": _EL_COMMON | {"dnf", "kernel-core"},
-        "appstream": {"policycoreutils-python-utils", "genisoimage"},
+        "baseos": _EL_COMMON | {"dnf", "kernel-core"} | _COCKPIT_BASE,
+        "appstream": {"policycoreutils-python-utils", "genisoimage", "cockpit-machines"},
         "extras-common": {"epel-release"},
     },
 }

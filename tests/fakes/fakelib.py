@@ -14,6 +14,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -149,7 +150,7 @@ PACKAGE_UNITS = {
     "containerd.io": ["containerd.service"], "haproxy": ["haproxy.service"],
     "httpd": ["httpd.service"], "nginx": ["nginx.service"], "keepalived": ["keepalived.service"],
     "network-scripts": ["network.service"], "vzctl": ["vz.service"],
-    "prl-disp-service": ["prl-disp.service"],
+    "prl-disp-service": ["prl-disp.service"], "cockpit-ws": ["cockpit.socket", "cockpit.service"],
     "xen": ["xencommons.service", "xendomains.service", "xenconsoled.service"],
     "xen-runtime": ["xencommons.service", "xendomains.service", "xenconsoled.service"],
 }  # fmt: skip
@@ -177,7 +178,10 @@ BASE_PACKAGES = {
 
 # Files a package ships besides units and boot files, as %config(noreplace): installing over an
 # existing different file leaves it and writes FILE.rpmnew; removing a file the admin changed
-# keeps it as FILE.rpmsave (rpm's own rules). A path ending in "/" is a directory it owns.
+# keeps it as FILE.rpmsave (rpm's own rules). A path ending in "/" is a directory it owns (made at
+# install, removed at erase when empty). A ``Ghost`` text is a %ghost file a scriptlet writes.
+# A key NAME holds what the package ships on every family, a key (NAME, FAMILY) what it ships on
+# that family only (``package_files``).
 EL_HTTPD_CONF = """\
 # /etc/httpd/conf/httpd.conf as EL's httpd package ships it, trimmed to its directives.
 ServerRoot "/etc/httpd"
@@ -205,15 +209,78 @@ AddDefaultCharset UTF-8
 EnableSendfile on
 IncludeOptional conf.d/*.conf
 """
+
+
+class Ghost(str):
+    """The text of a %ghost file that the package's %post writes at its (first) install, over
+    whatever is there, and that rpm removes at erase whether or not the admin changed it."""
+
+
+# /etc/pam.d/cockpit as cockpit-ws ships it, trimmed of its comments: cockpit 195 (CentOS 7 extras)
+# has no pam_listfile line; cockpit 280-313 (EL 9.2-9.4) checks /etc/cockpit/disallowed-users as
+# the last auth line (cockpit 314+, EL 9.5+, moved it to "account required").
+_COCKPIT_PAM_AUTH = """\
+#%PAM-1.0
+auth{sepermit}pam_sepermit.so
+auth       substack     password-auth
+auth       include      postlogin
+auth       optional     pam_ssh_add.so
+"""
+COCKPIT_PAM_LISTFILE = (
+    "auth       required     pam_listfile.so item=user sense=deny file=/etc/cockpit/disallowed-users onerr=succeed"
+)
+_COCKPIT_PAM_REST = """\
+account    required     pam_nologin.so
+account    include      password-auth
+password   include      password-auth
+session    required     pam_selinux.so close
+session    required     pam_loginuid.so
+session    required     pam_selinux.so open env_params
+session    optional     pam_keyinit.so force revoke
+session    optional     pam_ssh_add.so
+session    include      password-auth
+session    include      postlogin
+"""
+EL7_COCKPIT_PAM = _COCKPIT_PAM_AUTH.format(sepermit="\t   required\t") + _COCKPIT_PAM_REST
+EL9_COCKPIT_PAM = (
+    _COCKPIT_PAM_AUTH.format(sepermit="       required     ") + COCKPIT_PAM_LISTFILE + "\n" + _COCKPIT_PAM_REST
+)
 PACKAGE_FILES = {
     "httpd": {"/etc/httpd/conf/httpd.conf": EL_HTTPD_CONF, "/var/www/html/": None, "/var/www/cgi-bin/": None},
     # Release packages ship the .repo file of the repository they enable (catalogue.py).
     **{name: dict([catalogue.release_repo_file(name)]) for name in catalogue.RELEASE_PACKAGES},
+    "cockpit-ws": {"/etc/cockpit/ws-certs.d/": None},
+    ("cockpit-ws", "el7"): {"/etc/pam.d/cockpit": EL7_COCKPIT_PAM},
+    # cockpit 280+: %post writes disallowed-users (root in it on EL9: disallow_root) at the first install.
+    ("cockpit-ws", "el9"): {
+        "/etc/cockpit/": None,
+        "/etc/pam.d/cockpit": EL9_COCKPIT_PAM,
+        "/etc/cockpit/disallowed-users": Ghost("# List of users which are not allowed to login to Cockpit\nroot\n"),
+    },
 }
 
 
-# System groups a package's %pre adds.
-PACKAGE_GROUPS = {"VirtualBox": ("vboxusers",)}
+# System groups a package's %pre adds (keys as in PACKAGE_FILES; ``VirtualBox`` stands for every
+# ``VirtualBox-*``). %pre also adds users of the same names; the fakes add none.
+PACKAGE_GROUPS = {
+    "VirtualBox": ("vboxusers",),
+    "cockpit-ws": ("cockpit-ws",),
+    ("cockpit-ws", "el9"): ("cockpit-wsinstance",),  # cockpit 200+: per-connection ws instances
+}
+# Packages whose %post runs ``firewall-cmd --reload --quiet || true`` (cockpit-ws: "firewalld only
+# partially picks up changes to its services files without this"): runtime becomes permanent.
+POST_FIREWALL_RELOAD = {"cockpit-ws"}
+
+
+def package_files(name: str, family: str) -> dict[str, str | None]:
+    """What package ``name`` ships on ``family`` (PACKAGE_FILES): every family's, then the family's own."""
+    return {**PACKAGE_FILES.get(name, {}), **PACKAGE_FILES.get((name, family), {})}
+
+
+def package_groups(name: str, family: str) -> tuple[str, ...]:
+    """The system groups package ``name``'s %pre adds on ``family`` (PACKAGE_GROUPS)."""
+    key = "VirtualBox" if name.startswith("VirtualBox-") else name
+    return (*PACKAGE_GROUPS.get(key, ()), *PACKAGE_GROUPS.get((key, family), ()))
 
 
 def units_of(package: str) -> list[str]:
@@ -250,15 +317,17 @@ def boot_files(name: str, rec: dict) -> list[str]:
 
 
 def install_payload(name: str, rec: dict) -> None:
-    """What installing the package does besides the rpm database: its files, boot files and boot entries."""
-    for group in PACKAGE_GROUPS.get(name.split("-")[0] if name.startswith("VirtualBox-") else name, ()):
+    """What installing the package does besides the rpm database: its groups, files, boot files and
+    boot entries, and a %post firewalld reload."""
+    family = dist()
+    for group in package_groups(name, family):
         # %pre: groupadd -r (the view's /etc/group, an overlay)
         if subprocess.run(["getent", "group", group], capture_output=True, check=False).returncode != 0:
             subprocess.run(["groupadd", "-r", group], check=True)
-    for path, text in PACKAGE_FILES.get(name, {}).items():
+    for path, text in package_files(name, family).items():
         if text is None:
             Path(path).mkdir(parents=True, exist_ok=True)
-        elif not Path(path).exists():
+        elif isinstance(text, Ghost) or not Path(path).exists():
             write_file(path, text)
         elif Path(path).read_text() != text:
             write_file(f"{path}.rpmnew", text)
@@ -272,19 +341,27 @@ def install_payload(name: str, rec: dict) -> None:
             write_file(path, f"virtfleet fake payload of {nevra(name, rec)}\n")
     if name in KERNEL_IMAGES:  # new-kernel-pkg/kernel-install: new entry, default (UPDATEDEFAULT=yes)
         add_boot_entry(files[0], files[1], make_default=True)
+    if name in POST_FIREWALL_RELOAD and unit_active("firewalld"):
+        import firewall_cmd  # here, not at the top: firewall_cmd imports fakelib
+
+        firewall_cmd.post_reload()
 
 
 def remove_payload(name: str, rec: dict) -> None:
-    for path, text in reversed(PACKAGE_FILES.get(name, {}).items()):
+    files = package_files(name, dist())
+    for path, text in files.items():
         p = Path(path)
         if text is None:
-            if p.is_dir() and not any(p.iterdir()):
-                p.rmdir()
-        elif p.exists() and p.read_text() != text:
+            continue
+        if p.exists() and p.read_text() != text and not isinstance(text, Ghost):
             p.rename(f"{path}.rpmsave")
             err(f"warning: {path} saved as {path}.rpmsave")
         else:
             p.unlink(missing_ok=True)
+    for path in sorted((p for p, text in files.items() if text is None), key=len, reverse=True):
+        p = Path(path)  # its own directories last, deepest first, each only when empty (rpm's rule)
+        if p.is_dir() and not any(p.iterdir()):
+            p.rmdir()
     files = boot_files(name, rec)
     for path in files:
         Path(path).unlink(missing_ok=True)
@@ -349,13 +426,33 @@ def _base_entry() -> dict:
 
 # -- the minimal EL install every view starts from ----------------------------------------------
 
+# What this machine's own packages may have put in the view's /etc (its lower layer) that a minimal
+# EL install does not have: Debian's cockpit-ws (its PAM file, /etc/cockpit, its users and groups).
+# The seed removes them, so that only the fake EL packages bring them, with EL's contents.
+NOT_IN_A_MINIMAL_INSTALL = ("/etc/cockpit", "/etc/pam.d/cockpit")
+ACCOUNTS_NOT_IN_A_MINIMAL_INSTALL = ("cockpit-ws", "cockpit-wsinstance")
+
+
+def remove_this_machines_traces() -> None:
+    for path in map(Path, NOT_IN_A_MINIMAL_INSTALL):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    for account in ACCOUNTS_NOT_IN_A_MINIMAL_INSTALL:  # the view's /etc/passwd and /etc/group (an overlay)
+        for database, delete in (("passwd", "userdel"), ("group", "groupdel")):
+            if subprocess.run(["getent", database, account], capture_output=True, check=False).returncode == 0:
+                subprocess.run([delete, account], capture_output=True, check=True)
+
 
 def ensure_minimal_install() -> None:
     """Seed, once per view: base packages (with a kernel in /boot and its boot entry), the base
     services enabled and running, firewalld's default zone, SELinux config, and the directories
-    those packages own (yum's repository and NetworkManager's profile directories)."""
+    those packages own (yum's repository and NetworkManager's profile directories); what this
+    machine's own packages put in /etc that such an install lacks is removed."""
     if (STATE_DIR / "rpmdb.json").exists():
         return
+    remove_this_machines_traces()
     d = dist()
     packages = {name: package_record(name) for name in BASE_PACKAGES[d]}
     save("rpmdb", {"packages": packages, "groups": [], "gpg_keys": []})

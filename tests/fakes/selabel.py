@@ -27,6 +27,8 @@ XATTR = "security.selinux"
 DEFAULT_TYPES = {
     "/": "root_t",
     "/etc": "etc_t",
+    "/etc/pki": "cert_t",  # miscfiles: /etc/pki(/.*)?
+    "/etc/cockpit/ws-certs.d": "cert_t",  # cockpit: /etc/cockpit/ws-certs\.d(/.*)?
     "/var": "var_t",
     "/var/lib": "var_lib_t",
     "/var/log": "var_log_t",
@@ -86,11 +88,16 @@ def context(type_: str, user: str = "system_u", level: str = "s0") -> str:
     return f"{user}:object_r:{type_}:{level}"
 
 
+def tree_spec(prefix: str) -> str:
+    """The file_contexts spec of a tree as EL's policy writes it: ``/etc/pki(/.*)?``, dots escaped."""
+    return prefix.replace(".", r"\.") + "(/.*)?"
+
+
 # The policy's own rules (semanage fcontext -l without -C): (spec, ftype) -> context.
 POLICY_RULES = {
     ("/.*", "all files"): context("default_t"),
     ("/", "directory"): context("root_t"),
-    **{(f"{p}(/.*)?", "all files"): context(t) for p, t in DEFAULT_TYPES.items() if p != "/"},
+    **{(tree_spec(p), "all files"): context(t) for p, t in DEFAULT_TYPES.items() if p != "/"},
 }
 
 

@@ -149,6 +149,8 @@ def change_run_state(state: dict, verb: str, units: list[str], *, now: bool, qui
         s = unit_state(state, unit)
         if s["masked"] and verb not in ("stop", "try-restart"):
             fakelib.fail(f"Failed to {verb} {unit}: Unit {unit} is masked.")
+        if verb == "reload" and unit.endswith((".socket", ".target")):  # units without ExecReload
+            fakelib.fail(f"Failed to reload {unit}: Job type reload is not applicable for unit {unit}.")
         if verb == "reload" and not s["active"]:
             fakelib.fail(f"Job for {unit} invalid." if el7 else f"{unit} is not active, cannot reload.")
         if verb == "try-restart" and not s["active"]:
@@ -206,7 +208,8 @@ def status(state: dict, verb: str, units: list[str], *, now: bool, quiet: bool, 
             continue
         s = unit_state(state, unit)
         enabled = "masked" if s["masked"] else "enabled" if s["enabled"] else "disabled"
-        active = "active (running) since Tue 2025-11-25 11:40:00 UTC; 1min ago" if s["active"] else "inactive (dead)"
+        running = "listening" if unit.endswith(".socket") else "running"
+        active = f"active ({running}) since Tue 2025-11-25 11:40:00 UTC; 1min ago" if s["active"] else "inactive (dead)"
         dot = "●" if s["active"] else "○"
         print(
             f"{dot} {unit}\n     Loaded: loaded (/usr/lib/systemd/system/{unit}; {enabled}; "

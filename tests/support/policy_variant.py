@@ -29,9 +29,11 @@ register_outside()
 
 def violating(values: dict[str, Any]) -> dict[str, Any]:
     """The lab's dev values with the stack's own keys breaking what they can: SELinux disabled, no
-    backup server, the stats page on every address over plain HTTP."""
+    backup server, the stats page on every address over plain HTTP, a console open to every address."""
     values = copy.deepcopy(values)
     values["hosts"][0]["selinux"] = "disabled"
+    values["hosts"][0]["roles"] = [*values["hosts"][0]["roles"], "console"]
+    values["hosts"][0]["console"] = {"allowFrom": ["0.0.0.0/0"]}
     lb = values["loadBalancer"]
     lb["backups"] = []
     lb["stats"] = {"bind": {"address": "0.0.0.0", "port": 8404}}
