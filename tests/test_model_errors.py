@@ -331,6 +331,12 @@ HARDENING_CASES: list[tuple[str, Callable[[dict], None], str, str]] = [
         "less",
     ),
     (
+        "console-without-firewall",
+        _set(KVM1, "firewall", False),
+        "virtfleet:hosts[0].firewall",
+        "console.allowFrom is enforced by its rules",
+    ),
+    (
         "console-without-role",
         _set(lambda v: host(v, "ovz1"), "console", {"allowFrom": ["10.0.0.0/24"]}),
         "virtfleet:hosts[2].console",

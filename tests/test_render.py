@@ -69,3 +69,13 @@ def test_yamlquote_round_trips_through_yaml_where_json_escapes_do_not():
     assert yaml.safe_load(json.dumps(tricky)) != tricky  # the bug the filter exists for
     assert yaml.safe_load(yamlquote(tricky)) == tricky
     assert yamlquote(["plain", 1]) == json.dumps(["plain", 1])  # identical output for everyday values
+
+
+def test_an_embedded_file_cannot_end_its_heredoc():
+    """A secret step embeds its files as quoted heredocs ending at VIRTFLEET_FILE_<n>: a file holding
+    that line would end it early and run what follows as commands, so it is refused."""
+    evil = RemoteFile("/etc/x.pem", "-----BEGIN CERTIFICATE-----\nVIRTFLEET_FILE_1\necho pwned\n")
+    with pytest.raises(ValueError, match="holds the line VIRTFLEET_FILE_1"):
+        render_step("m1", "hosts-file", "hosts-file", files=[evil], secret=True, entries=[])
+    # the same text as another file's delimiter is harmless, and renders
+    render_step("m1", "hosts-file", "hosts-file", files=[RemoteFile("/a", "x\n"), evil], secret=True, entries=[])

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import re
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
 from ..model import CONSOLE_PORT, Fleet, Host
 from ..osfamily import os_family
 from ..remote.scripts import RemoteFile, RenderedStep, render_step
@@ -21,12 +24,12 @@ from ..render import render
 COCKPIT_CONF = "/etc/cockpit/cockpit.conf"
 DISALLOWED_USERS = "/etc/cockpit/disallowed-users"
 PAM_FILE = "/etc/pam.d/cockpit"
-# Cockpit 280-313 (EL 9.2-9.4) ships this as the last auth line (314+ as "account required"); EL7's
-# cockpit 195 has none, so the step adds it there, where the newer packages put it.
+# What the step adds where no pam_listfile line checks disallowed-users (EL7's cockpit 195, EL 9.0-9.1):
+# the form cockpit 314+ ships, in the account stack, which Kerberos (GSSAPI) logins pass as well.
 PAM_LISTFILE = (
-    "auth       required     pam_listfile.so item=user sense=deny file=/etc/cockpit/disallowed-users onerr=succeed"
+    "account    required     pam_listfile.so item=user sense=deny file=/etc/cockpit/disallowed-users onerr=succeed"
 )
-# Any pam_listfile line that checks disallowed-users counts, in the auth or the account stack.
+# Any pam_listfile line that checks disallowed-users counts (cockpit 280-313 ship it as an auth line).
 PAM_LISTFILE_PATTERN = (
     r"^(auth|account)[[:space:]]+[a-z]+[[:space:]]+pam_listfile\.so .*file=/etc/cockpit/disallowed-users"
 )
@@ -54,16 +57,30 @@ def console_url(host: Host) -> str:
 
 
 def split_pem(pem: str) -> tuple[str, str]:
-    """(certificate chain, private key) of a PEM bundle; a clear error for anything else."""
+    """(certificate chain, private key) of a PEM bundle, each parsed and written out again by
+    ``cryptography``: the chain as CERTIFICATE blocks, the key as unencrypted PKCS#8 (``PRIVATE KEY``,
+    the one form both EL7's cockpit 195 and EL9's read; pulumi-tls gives an ECDSA key as ``EC PRIVATE
+    KEY``). Only what the parser made of it reaches the host, so nothing but base64 travels in the script.
+    """
     certs, keys, others = [], [], []
     for block in _PEM_BLOCK.finditer(pem):
-        kind, text = block.group(1), block.group(0).rstrip("\r\n") + "\n"
-        if kind == "CERTIFICATE":
-            certs.append(text)
-        elif kind.endswith("PRIVATE KEY") and kind != "ENCRYPTED PRIVATE KEY" and "ENCRYPTED" not in text:
-            keys.append(text)
-        else:
-            others.append(kind)
+        kind, text = block.group(1), block.group(0).encode()
+        try:
+            if kind == "CERTIFICATE":
+                certs.append(x509.load_pem_x509_certificate(text).public_bytes(serialization.Encoding.PEM).decode())
+            elif kind.endswith("PRIVATE KEY"):
+                key = serialization.load_pem_private_key(text, password=None)
+                keys.append(
+                    key.private_bytes(
+                        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+                    ).decode()
+                )
+            else:
+                others.append(kind)
+        except (ValueError, TypeError) as err:
+            raise ValueError(
+                f"the console certificate's {kind} block cannot be read ({err}); it must be unencrypted PEM"
+            ) from None
     if others or not certs or len(keys) != 1:
         raise ValueError(
             "the console certificate must be PEM: one or more CERTIFICATE blocks and exactly one unencrypted "
@@ -134,7 +151,7 @@ def render_console_step(host: Host, fleet: Fleet, stack: str, *, certificate_pem
         pam_line=PAM_LISTFILE,
         pam_pattern=PAM_LISTFILE_PATTERN,
         record_dir=RECORD_DIR,
-        firewall=host.firewall,
+        conf=COCKPIT_CONF,
         service=FIREWALL_SERVICE,
         rich_rules=[
             f'rule family="ipv4" source address="{net}" service name="{FIREWALL_SERVICE}" accept'

@@ -184,7 +184,10 @@ class HypervisorHost(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         fqdn = f"{host.name}.{fleet.domain}"
         names = [n.split("://", 1)[1].rsplit(":", 1)[0] for n in console_origins(host, fleet)]
-        key = tls.PrivateKey(f"{host.name}-console-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+        # EL7's cockpit 195 loads keys with the GnuTLS of 2017: RSA there, P-256 on EL9.
+        algorithm = {"algorithm": "RSA", "rsa_bits": 3072} if host.os_family == "el7" else {
+            "algorithm": "ECDSA", "ecdsa_curve": "P256"}  # fmt: skip
+        key = tls.PrivateKey(f"{host.name}-console-key", **algorithm, opts=child)
         cert = tls.SelfSignedCert(
             f"{host.name}-console-cert",
             private_key_pem=key.private_key_pem,

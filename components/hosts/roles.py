@@ -148,13 +148,12 @@ _TABLE: dict[tuple[Role, str], RoleSetup] = {
         verify=(("docker", "version", "--format", "{{.Server.Version}}"),),
     ),
     # Cockpit (the web console, from the distribution's own repositories: el7 extras, el9 BaseOS and
-    # AppStream). cockpit-ws ships cockpit.socket; the console step (hosts/console.py) binds it to the
-    # management address, renders cockpit.conf, installs the certificate and opens 9090 to allowFrom only.
+    # AppStream): packages only. The console step (hosts/console.py) locks it down first (the socket on
+    # the management address, cockpit.conf, the certificate, 9090 for allowFrom only), then enables
+    # cockpit.socket: nothing listens with the package's defaults, not even while a later step fails.
     **{
         (Role.CONSOLE, family): RoleSetup(
             packages=("cockpit", "cockpit-ws"),
-            services=("cockpit.socket",),
-            verify=(("systemctl", "is-active", "--quiet", "cockpit.socket"),),
             companions=((Role.KVM, ("cockpit-machines",)),),
         )
         for family in ("el7", "el9")

@@ -298,6 +298,14 @@ def _console_rules(i: int, host: Host) -> list[Problem]:
         problems += _duplicates(
             [(f"{path}.allowFrom[{j}]", net) for j, net in enumerate(host.console.allow_from)], "the network"
         )
+        if not host.firewall:
+            problems.append(
+                Problem(
+                    key_path("hosts", i, "firewall"),
+                    "is false, but the console role needs firewalld: console.allowFrom is enforced by its rules",
+                    False,
+                )
+            )
         if host.management_ip() is None:
             problems.append(
                 Problem(

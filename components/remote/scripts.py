@@ -69,6 +69,13 @@ def render_step(
     step's own script checks them (``haproxy -c``, say) before it installs them.
     """
     files = tuple(files)
+    for n, f in enumerate(files if secret else (), 1):
+        # A file a secret step embeds in its script ends at the line VIRTFLEET_FILE_<n> (a quoted
+        # heredoc): a file holding that line would end it early and run the rest as commands.
+        if f"\nVIRTFLEET_FILE_{n}\n" in f"\n{f.content}":
+            raise ValueError(
+                f"{machine}/{name}: {f.path} holds the line VIRTFLEET_FILE_{n}, which would end its heredoc"
+            )
     content_digest = digest(
         template,
         repr(sorted(context.items(), key=lambda kv: kv[0])),

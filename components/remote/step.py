@@ -8,7 +8,7 @@ hold only the step's identity: pulumi-command's SDK marks ``triggers[*]`` replac
 a replace (create before delete) would run the *old* delete after the new create and undo the
 step (pulumi/pulumi-command#855). Values travel in the script text, never in
 ``environment``; steps that carry a secret embed their files, send their create script on
-stdin behind a fixed command line (``steps.STDIN_RUNNER``: no secret in any process's argv), mark
+stdin behind a fixed command line (``scripts.STDIN_RUNNER``: no secret in any process's argv), mark
 stdin and delete secret and turn logging off.
 """
 

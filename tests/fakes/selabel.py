@@ -10,7 +10,7 @@ What a relabel gives a path (``wanted_label``, as ``matchpathcon``/``restorecon`
 local file-context rules of ``semanage fcontext -a`` first (state ``fcontext.json``, in the order
 they were added; each spec is a regex matched against the whole path, and the last added rule that
 matches wins — real libselinux also prefers specs without regex characters, which our rules never
-need), otherwise the policy's own rules (``POLICY_RULES``, derived from ``DEFAULT_TYPES``).
+need), otherwise the policy's own rules (``policy_rules()``, from ``DEFAULT_TYPES`` and the family's).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ DEFAULT_TYPES = {
     "/": "root_t",
     "/etc": "etc_t",
     "/etc/pki": "cert_t",  # miscfiles: /etc/pki(/.*)?
-    "/etc/cockpit/ws-certs.d": "cert_t",  # cockpit: /etc/cockpit/ws-certs\.d(/.*)?
     "/var": "var_t",
     "/var/lib": "var_lib_t",
     "/var/log": "var_log_t",
@@ -93,12 +92,23 @@ def tree_spec(prefix: str) -> str:
     return prefix.replace(".", r"\.") + "(/.*)?"
 
 
-# The policy's own rules (semanage fcontext -l without -C): (spec, ftype) -> context.
-POLICY_RULES = {
-    ("/.*", "all files"): context("default_t"),
-    ("/", "directory"): context("root_t"),
-    **{(tree_spec(p), "all files"): context(t) for p, t in DEFAULT_TYPES.items() if p != "/"},
-}
+# Types a family's policy adds: EL9 ships cockpit's own SELinux module, whose file contexts label
+# /etc/cockpit/ws-certs\.d(/.*)? cert_t; EL7's policy has no rule there (etc_t, which cockpit 195's
+# remotectl also sets with chcon each time cockpit.service starts).
+FAMILY_TYPES = {"el7": {}, "el9": {"/etc/cockpit/ws-certs.d": "cert_t"}}
+
+
+def default_types() -> dict[str, str]:
+    return {**DEFAULT_TYPES, **FAMILY_TYPES[fakelib.dist()]}
+
+
+def policy_rules() -> dict[tuple[str, str], str]:
+    """The policy's own rules (semanage fcontext -l without -C): (spec, ftype) -> context."""
+    return {
+        ("/.*", "all files"): context("default_t"),
+        ("/", "directory"): context("root_t"),
+        **{(tree_spec(p), "all files"): context(t) for p, t in default_types().items() if p != "/"},
+    }
 
 
 def walk(top: Path) -> list[Path]:
@@ -127,9 +137,10 @@ def policy_label(path: Path) -> str:
     text = os.path.abspath(path)
     if text == "/":
         return context(DEFAULT_TYPES["/"])
-    # as POLICY_RULES: the longest tree that holds it, else /.* (default_t); "/" covers only itself
-    trees = [p for p in DEFAULT_TYPES if p != "/" and (text == p or text.startswith(p + "/"))]
-    return context(DEFAULT_TYPES[max(trees, key=len)] if trees else "default_t")
+    # as policy_rules(): the longest tree that holds it, else /.* (default_t); "/" covers only itself
+    types = default_types()
+    trees = [p for p in types if p != "/" and (text == p or text.startswith(p + "/"))]
+    return context(types[max(trees, key=len)] if trees else "default_t")
 
 
 def local_rules() -> list[dict]:

@@ -4,7 +4,7 @@
 ``semanage fcontext -a|-m -t TYPE [-f FTYPE] [-s SEUSER] [-r RANGE] FILE_SPEC``,
 ``-d [-f FTYPE] FILE_SPEC``, ``-l [-C] [-n]`` and ``-D``, long forms too. Rules are kept in the
 order they were added (state ``fcontext.json``); the fake ``restorecon`` applies them
-(``selabel.wanted_label``). The policy's own rules are ``selabel.POLICY_RULES``.
+(``selabel.wanted_label``). The policy's own rules are ``selabel.policy_rules()``.
 
 As semanage does: a rule whose (spec, file type) exists, locally or in the policy, cannot be added
 ("ValueError: File context for SPEC already defined", exit 1); ``-m`` of a policy rule adds a local
@@ -116,7 +116,7 @@ def main(prog: str, argv: list[str]) -> int:
     spec, ftype = args["spec"], args["ftype"]
     validate(spec, args["type"])
     index = next((i for i, r in enumerate(rules) if (r["spec"], r["ftype"]) == (spec, ftype)), None)
-    in_policy = (spec, ftype) in selabel.POLICY_RULES
+    in_policy = (spec, ftype) in selabel.policy_rules()
     if action == "add":
         if index is not None or in_policy:
             value_error(f"File context for {spec} already defined")
@@ -125,7 +125,7 @@ def main(prog: str, argv: list[str]) -> int:
     elif action == "modify":
         if index is None and not in_policy:
             value_error(f"File context for {spec} is not defined")
-        old = rules[index]["context"] if index is not None else selabel.POLICY_RULES[(spec, ftype)]
+        old = rules[index]["context"] if index is not None else selabel.policy_rules()[(spec, ftype)]
         user, role, _, level = old.split(":", 3)
         new = ":".join([args["seuser"] or user, role, args["type"], args["range"] or level])
         if index is None:
@@ -156,7 +156,7 @@ def validate(spec: str, type_: str) -> None:
 
 
 def list_rules(rules: list[dict], *, local: bool, heading: bool) -> int:
-    table = {} if local else dict(selabel.POLICY_RULES)
+    table = {} if local else dict(selabel.policy_rules())
     table |= {(r["spec"], r["ftype"]): r["context"] for r in rules}
     if table:
         if heading:
