@@ -263,29 +263,9 @@ class Lab:
         (directory / "tmp").mkdir(parents=True, exist_ok=True)
         conf = directory / "nginx.conf"
         conf.write_text(NGINX_CONF.format(d=directory, address=self.topology.operator_ip, port=IMAGE_PORT, root=www))
-        log = open(directory / "stdout.log", "ab")  # noqa: SIM115 - handed to the child
-        with log:
-            argv = [
-                "nsenter",
-                f"--net=/run/netns/{self.operator_ns}",
-                "--",
-                "nginx",
-                "-c",
-                str(conf),
-                "-p",
-                str(directory),
-            ]
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-        probe = ["nsenter", f"--net=/run/netns/{self.operator_ns}", "--", "curl", "-fsS", "-o", "/dev/null",
-                 f"http://{self.topology.operator_ip}:{IMAGE_PORT}/"]  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise LabError(f"nginx exited {proc.returncode}: {(directory / 'error.log').read_text()[-2000:]}")
-            if subprocess.run(probe, capture_output=True, timeout=10).returncode == 0:
-                return proc.pid
-            time.sleep(0.1)
-        raise LabError("the lab's image server did not answer within 10 s")
+        argv = ["nginx", "-c", str(conf), "-p", str(directory)]
+        url = f"http://{self.topology.operator_ip}:{IMAGE_PORT}/"
+        return self._serve(argv, directory / "stdout.log", url, "image server", errors=directory / "error.log")
 
     def _start_registry(self) -> None:
         """Debian's docker-registry (the Distribution registry) on the operator's address, plain HTTP."""
@@ -294,22 +274,26 @@ class Lab:
         conf = directory / "config.yml"
         address = self.topology.operator_ip
         conf.write_text(REGISTRY_CONF.format(root=directory / "data", address=address, port=REGISTRY_PORT))
-        log = open(directory / "registry.log", "ab")  # noqa: SIM115 - handed to the child
+        self._serve(["docker-registry", "serve", str(conf)], directory / "registry.log", f"http://{self.registry}/v2/",
+                    "registry")  # fmt: skip
+
+    def _serve(self, argv: list[str], log_path: Path, url: str, what: str, *, errors: Path | None = None) -> int:
+        """Start ``argv`` in the operator's namespace and wait (10 s at most) until ``url`` answers there;
+        its pid. ``errors``: the log to quote when it exits (default: ``log_path``)."""
+        enter = ["nsenter", f"--net=/run/netns/{self.operator_ns}", "--"]
+        log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
         with log:
-            argv = ["nsenter", f"--net=/run/netns/{self.operator_ns}", "--", "docker-registry", "serve", str(conf)]
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-        probe = ["nsenter", f"--net=/run/netns/{self.operator_ns}", "--", "curl", "-fsS", "-o", "/dev/null",
-                 f"http://{self.registry}/v2/"]  # fmt: skip
+            proc = subprocess.Popen([*enter, *argv], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                    start_new_session=True)  # fmt: skip
+        probe = [*enter, "curl", "-fsS", "-o", "/dev/null", url]
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise LabError(
-                    f"the lab's registry exited {proc.returncode}: {(directory / 'registry.log').read_text()}"
-                )
+                raise LabError(f"the lab's {what} exited {proc.returncode}: {(errors or log_path).read_text()[-2000:]}")
             if subprocess.run(probe, capture_output=True, timeout=10).returncode == 0:
-                return
+                return proc.pid
             time.sleep(0.1)
-        raise LabError("the lab's registry did not answer within 10 s")
+        raise LabError(f"the lab's {what} did not answer within 10 s")
 
     def _write_stack(self, values: dict, image: Path, pinned: dict[str, str]) -> None:
         ip = self.topology.operator_ip

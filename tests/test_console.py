@@ -45,9 +45,9 @@ from components.hosts.console import (
 from components.hosts.host_steps import host_steps
 from components.model import CONSOLE_PORT
 from components.remote.scripts import STDIN_RUNNER
+from lab.view import EL_RELEASE
 
 ROOT = Path(__file__).resolve().parent.parent
-RELEASES = {"el7": "CentOS Linux release 7.9.2009 (Core)\n", "el9": "CentOS Stream release 9\n"}
 COMMAND = "command:remote:Command"
 CERT_DIR = "/etc/cockpit/ws-certs.d"
 SCREENSHOT = ROOT / "build" / "console" / "login.png"
@@ -86,7 +86,7 @@ def steps_of(host: str) -> tuple[RecordedStep, RecordedStep]:
 
 
 def el_host(sshd: LoopbackSshd, family: str) -> None:
-    sshd.upload(RELEASES[family], "/etc/redhat-release")
+    sshd.upload(EL_RELEASE[family], "/etc/redhat-release")
 
 
 # -- L2: what the program records ---------------------------------------------------------------------
@@ -243,7 +243,7 @@ def nft_ruleset(state: dict) -> str:
             lines.append(f"tcp dport {SERVICE_PORTS[service]} accept")
     for port in zone["ports"]:
         number, proto = port.split("/")
-        lines.append(f"{proto} dport {number.replace('-', '-')} accept")
+        lines.append(f"{proto} dport {number} accept")
     lines.append("reject with icmpx admin-prohibited")
     body = "\n    ".join(lines)
     chain = "type filter hook input priority 0; policy accept;"

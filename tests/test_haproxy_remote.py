@@ -41,11 +41,11 @@ from components.lb.balancer_files import (
 )
 from components.lb.web_servers import SEED_FIREWALL_PORTS, web_server_steps
 from components.remote.scripts import STAGING, STDIN_RUNNER, as_command
+from lab.view import EL_RELEASE
 from plan.mocks import placeholder, planned_tls
 from plan.run import load_stack, run_program
 
 pytestmark = pytest.mark.real
-RELEASES = {"el7": "CentOS Linux release 7.9.2009 (Core)\n", "el9": "CentOS Stream release 9\n"}
 HTTPD_CONF = "/etc/httpd/conf/httpd.conf"
 COVERED_WEB_SERVERS = {"webserver1": "kvm", "webserver2": "xen", "webserver3": "openvz", "backupwebserver": "docker"}
 STATS_PASSWORD = placeholder("random-password")  # what the mocks give the generated password
@@ -174,7 +174,7 @@ def undo(sshd: LoopbackSshd, step: Step, *, runtime_port: bool = True) -> None:
 def el_machine(sshd: LoopbackSshd, os_family: str, *, balancer: bool = False) -> None:
     """The view as a fresh EL machine: its release; for the balancer also EL's rsyslog.conf and no
     Debian haproxy/rsyslog extras; the checks the steps run are the real tools, not fakes."""
-    sshd.upload(RELEASES[os_family], "/etc/redhat-release")
+    sshd.upload(EL_RELEASE[os_family], "/etc/redhat-release")
     if balancer:
         sshd.upload(EL_RSYSLOG_CONF, "/etc/rsyslog.conf")
         tools = ok(

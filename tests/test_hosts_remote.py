@@ -25,10 +25,10 @@ from support.tools import require_root, require_tool
 from components.hosts.host_steps import host_steps
 from components.hosts.roles import DOCKER_REPO, host_sysctls, role_setup
 from components.model import DockerGuest, Role
+from lab.view import EL_RELEASE
 from plan.run import StackConfig, load_stack, run_program
 
 pytestmark = pytest.mark.real
-RELEASES = {"el7": "CentOS Linux release 7.9.2009 (Core)\n", "el9": "CentOS Stream release 9\n"}
 
 
 @pytest.fixture(scope="module")
@@ -260,7 +260,7 @@ def converge_and_undo(fleet, rec, host_name: str) -> None:
     order = [s.name for s in host_steps(host, fleet)]
     commands = step_commands(rec, host_name)
     with HostLab(host.bridges[0]) as lab, LoopbackSshd(netns=lab.ns) as sshd:
-        sshd.upload(RELEASES[host.os_family], "/etc/redhat-release")
+        sshd.upload(EL_RELEASE[host.os_family], "/etc/redhat-release")
         set_cpu_flags(sshd, vt=True)
         before = host_state(sshd)
         for step in order:
@@ -309,7 +309,7 @@ def test_parallel_locked_steps_serialize(stacks):
     locked = [s.name for s in host_steps(host, fleet) if s.lock]
     batch = (locked * 8)[:8]
     with HostLab(host.bridges[0]) as lab, LoopbackSshd(netns=lab.ns) as sshd:
-        sshd.upload(RELEASES[host.os_family], "/etc/redhat-release")
+        sshd.upload(EL_RELEASE[host.os_family], "/etc/redhat-release")
         for step in set(batch):
             for path, text in commands[step][1]:
                 sshd.upload(text, path)
@@ -338,7 +338,7 @@ def test_bridge_move_rolls_back_when_the_gateway_stops_answering(stacks):
     inputs, uploads = step_commands(rec, "kvm1")["bridge-brid0"]
     b = host.bridges[0]
     with HostLab(b) as lab, LoopbackSshd(netns=lab.ns) as sshd:
-        sshd.upload(RELEASES[host.os_family], "/etc/redhat-release")
+        sshd.upload(EL_RELEASE[host.os_family], "/etc/redhat-release")
         for path, text in uploads:
             sshd.upload(text, path)
         rules = (
@@ -363,7 +363,7 @@ def test_preflight_follows_the_cpu_flags_the_host_shows(stacks, vt):
     require_root()
     _fleet, rec = stacks["prod"]
     with LoopbackSshd() as sshd:
-        sshd.upload(RELEASES["el9"], "/etc/redhat-release")
+        sshd.upload(EL_RELEASE["el9"], "/etc/redhat-release")
         set_cpu_flags(sshd, vt=vt)
         vbox = run(sshd, step_commands(rec, "vbox1")["preflight"][0]["create"])
         docker = run(sshd, step_commands(rec, "docker1")["preflight"][0]["create"])
@@ -388,7 +388,7 @@ def test_reboot_into_xen_when_allowed_then_converged(stacks):
     rec = run_program(StackConfig("prod-reboot", values, set(config.secret_keys), list(config.placeholders)))
     commands = step_commands(rec, "xen1")
     with LoopbackSshd() as sshd:
-        sshd.upload(RELEASES["el7"], "/etc/redhat-release")
+        sshd.upload(EL_RELEASE["el7"], "/etc/redhat-release")
         for step in ("role-xen", "boot-xen"):
             for path, text in commands[step][1]:
                 sshd.upload(text, path)
@@ -433,7 +433,7 @@ def test_a_command_failing_mid_step_stops_the_step(stacks):
     inputs, uploads = step_commands(rec, "docker1")["role-docker"]
     script = inputs["create"]
     with LoopbackSshd() as sshd:
-        sshd.upload(RELEASES["el9"], "/etc/redhat-release")
+        sshd.upload(EL_RELEASE["el9"], "/etc/redhat-release")
         for path, text in uploads:
             sshd.upload(text, path)
         before = host_state(sshd)
@@ -468,7 +468,7 @@ def test_a_service_that_does_not_come_up_fails_the_role(stacks, fault):
     _fleet, rec = stacks["prod"]
     inputs, uploads = step_commands(rec, "docker1")["role-docker"]
     with LoopbackSshd() as sshd:
-        sshd.upload(RELEASES["el9"], "/etc/redhat-release")
+        sshd.upload(EL_RELEASE["el9"], "/etc/redhat-release")
         for path, text in uploads:
             sshd.upload(text, path)
         code, out, err = run_with_faults(sshd, inputs["create"], {fault: ["docker.service"]})

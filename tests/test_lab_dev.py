@@ -12,11 +12,11 @@ state, HTTP through the real HAProxy), not only what the engine says.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shlex
 import subprocess
-import time
 
 import pytest
 import yaml
@@ -31,6 +31,7 @@ from support.lab_run import (
     require_lab,
     secret_values,
 )
+from support.lab_run import timed as timed_into
 
 from components.guests.kvm_seed import guest_mac
 
@@ -49,11 +50,7 @@ def lab(tmp_path_factory):
     yield from lab_for("dev", tmp_path_factory.mktemp("lab-dev"))
 
 
-def timed(name: str, lab, *args: str, check: bool = True):
-    start = time.monotonic()
-    done = lab.pulumi(*args, check=check)
-    TIMES[name] = (time.monotonic() - start, 0)
-    return done
+timed = functools.partial(timed_into, TIMES)  # timed(name, lab, *pulumi args, check=True)
 
 
 def edit_stack(lab, edit) -> None:

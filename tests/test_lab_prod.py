@@ -13,10 +13,10 @@ unprotected: nothing left but what docs/lab.md says stays; every secret of the s
 
 from __future__ import annotations
 
+import functools
 import re
 import ssl
 import subprocess
-import time
 
 import pytest
 from support.lab_run import (
@@ -29,6 +29,7 @@ from support.lab_run import (
     require_lab,
     secret_values,
 )
+from support.lab_run import timed as timed_into
 
 from lab.stack import read_values
 
@@ -53,11 +54,7 @@ def lab(tmp_path_factory):
     yield from lab_for("prod", tmp_path_factory.mktemp("lab-prod"))
 
 
-def timed(name: str, lab, *args: str, check: bool = True):
-    start = time.monotonic()
-    done = lab.pulumi(*args, check=check)
-    TIMES[name] = (time.monotonic() - start, 0)
-    return done
+timed = functools.partial(timed_into, TIMES)  # timed(name, lab, *pulumi args, check=True)
 
 
 def snapshots(lab) -> dict:

@@ -15,7 +15,7 @@ from ..remote.connection import connection_for
 from ..remote.step import RemoteStep
 from ..stack.secrets import Secrets
 from .bridge_network import BridgeNetwork
-from .console import console_origins, console_url, public_console_files, render_console_step
+from .console import console_url, public_console_files, render_console_step
 from .host_steps import host_steps, hosts_entries
 from .trust import host_trust, write_trust_files
 
@@ -183,7 +183,8 @@ class HypervisorHost(pulumi.ComponentResource):
         """A self-signed certificate for the names users reach the console by (pulumi-tls)."""
         child = pulumi.ResourceOptions(parent=self)
         fqdn = f"{host.name}.{fleet.domain}"
-        names = [n.split("://", 1)[1].rsplit(":", 1)[0] for n in console_origins(host, fleet)]
+        # The names of console_origins: a DNS address, the FQDN; the management IP (the address, or its bridge's).
+        ip = str(host.management_ip())
         # EL7's cockpit 195 loads keys with the GnuTLS of 2017: RSA there, P-256 on EL9.
         algorithm = {"algorithm": "RSA", "rsa_bits": 3072} if host.os_family == "el7" else {
             "algorithm": "ECDSA", "ecdsa_curve": "P256"}  # fmt: skip
@@ -192,8 +193,8 @@ class HypervisorHost(pulumi.ComponentResource):
             f"{host.name}-console-cert",
             private_key_pem=key.private_key_pem,
             subject=tls.SelfSignedCertSubjectArgs(common_name=fqdn),
-            dns_names=[n for n in names if not n.replace(".", "").isdigit()],
-            ip_addresses=[n for n in names if n.replace(".", "").isdigit()],
+            dns_names=[*([host.address] if host.address != ip else []), fqdn],
+            ip_addresses=[ip],
             validity_period_hours=24 * 365,
             early_renewal_hours=24 * 30,
             allowed_uses=["key_encipherment", "digital_signature", "server_auth"],

@@ -85,7 +85,7 @@ def _parse_public_key(value: str, what: str) -> tuple[str, str, str]:
 def private_key_problem(value: str) -> str | None:
     """Why ``value`` is not an SSH private key every consumer accepts, or None. Never quotes the key.
 
-    OpenSSH (``-----BEGIN OPENSSH PRIVATE KEY-----``) and PEM (PKCS#1/PKCS#8) keys are parsed for real
+    OpenSSH (the ``OPENSSH PRIVATE KEY`` armour) and PEM (PKCS#1/PKCS#8) keys are parsed for real
     by ``cryptography``, unencrypted: pulumi-command, libvirt's SSH client and OpenSSH all read it
     with no one to type a passphrase. Trailing newlines do not matter here (``normalized_private_key``)."""
     from cryptography.exceptions import UnsupportedAlgorithm  # only when a key is set
@@ -93,7 +93,7 @@ def private_key_problem(value: str) -> str | None:
 
     data = normalized_private_key(value).encode()
     if b"PRIVATE KEY-----" not in data:
-        return "is not a private key file's text (-----BEGIN OPENSSH PRIVATE KEY----- ... or a PEM key)"
+        return "is not a private key file's text (an OpenSSH or PEM private key, as ssh-keygen writes it)"
     loader = load_ssh_private_key if b"BEGIN OPENSSH PRIVATE KEY" in data else load_pem_private_key
     try:
         loader(data, password=None)

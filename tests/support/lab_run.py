@@ -15,6 +15,7 @@ import re
 import secrets
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,6 +99,15 @@ def lab_for(source: str, directory: Path) -> Iterator[Lab]:
         problems = lab.teardown(destroy=False)
         assert not problems, problems
         assert not lab.leftovers(), lab.leftovers()
+
+
+def timed(times: dict[str, tuple[float, int]], name: str, lab, *args: str, check: bool = True):
+    """``lab.pulumi(*args)``, its wall time recorded as ``times[name]`` (seconds, resources: 0 until the
+    test counts them) for the figures an L5 cycle reports."""
+    start = time.monotonic()
+    done = lab.pulumi(*args, check=check)
+    times[name] = (time.monotonic() - start, 0)
+    return done
 
 
 def json_objects(text: str) -> list[dict]:

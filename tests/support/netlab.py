@@ -42,6 +42,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from lab.net import kill_in
+
 from .netlab_services import NetLabError, ServicesMixin, wait_until
 from .tools import require_root, require_tool
 
@@ -219,16 +221,7 @@ class NetLab:
         return problems
 
     def _empty_and_delete(self, namespace: str) -> list[str]:
-        for _ in range(20):
-            pids = subprocess.run(
-                ["ip", "netns", "pids", namespace], capture_output=True, text=True, timeout=10
-            ).stdout.split()
-            if not pids:
-                break
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(pid), signal.SIGKILL)
-            time.sleep(0.05)
+        kill_in(namespace)
         result = subprocess.run(["ip", "netns", "del", namespace], capture_output=True, text=True, timeout=10)
         return [f"ip netns del {namespace}: {result.stderr.strip()}"] if result.returncode else []
 
