@@ -11,8 +11,10 @@ MISSING_FAMILY 207, mixed errors UNKNOWN_ERROR 254.
 Rich rules are parsed as firewalld's ``core/rich.py`` parses them (its lexer, element stack,
 messages and ``check()``) for the part of the rich language the fake models: ``rule
 [family=ipv4|ipv6] [source [not] address=ADDR[/MASK]] [service name=N | port port=P
-protocol=tcp|udp|sctp|dccp] accept|reject|drop``. A rule is stored and compared in firewalld's
-normalized form (``str(Rich_Rule)``); any other element or attribute of the language is refused.
+protocol=tcp|udp|sctp|dccp | protocol value=PROTO] accept|reject|drop`` (PROTO: a number 0-255 or
+an /etc/protocols name, as ``functions.checkProtocol``). A rule is stored and compared in
+firewalld's normalized form (``str(Rich_Rule)``); any other element or attribute of the language
+is refused.
 """
 
 from __future__ import annotations
@@ -355,8 +357,15 @@ _ATTRIBUTES = {
     "prefix", "level", "type", "set",
 }  # fmt: skip
 _EL9_ELEMENTS, _EL9_ATTRIBUTES = {"nflog", "tcp-mss-clamp"}, {"priority", "group", "queue-size"}
-MODELLED_ELEMENTS = {"rule", "source", "not", "NOT", "service", "port", "accept", "reject", "drop", "EOL"}
-MODELLED_ATTRIBUTES = {"family", "address", "invert", "name", "port", "protocol"}
+MODELLED_ELEMENTS = {"rule", "source", "not", "NOT", "service", "port", "protocol", "accept", "reject", "drop", "EOL"}
+MODELLED_ATTRIBUTES = {"family", "address", "invert", "name", "port", "protocol", "value"}
+# EL's /etc/protocols (the setup package: IANA's list, name, number, alias), the few lines a rule
+# here may name; consulted only when this machine's own /etc/protocols lacks the name.
+EL_PROTOCOLS = {
+    "ip": 0, "IP": 0, "icmp": 1, "ICMP": 1, "igmp": 2, "IGMP": 2, "tcp": 6, "TCP": 6, "udp": 17, "UDP": 17,
+    "gre": 47, "GRE": 47, "esp": 50, "ESP": 50, "ah": 51, "AH": 51, "ipv6-icmp": 58, "IPv6-ICMP": 58,
+    "vrrp": 112, "VRRP": 112, "sctp": 132, "SCTP": 132,
+}  # fmt: skip
 ACTIONS_OF_RULES = ("accept", "reject", "drop")
 
 
@@ -398,7 +407,8 @@ def parse_rich_rule(text: str) -> tuple[str, str | None]:
     elements, attributes = (
         (_ELEMENTS | _EL9_ELEMENTS, _ATTRIBUTES | _EL9_ATTRIBUTES) if el9 else (_ELEMENTS, _ATTRIBUTES)
     )
-    family = source = element = action = None  # element: ("service", name) or ("port", port, protocol)
+    # element: ("service", name), ("port", port, protocol) or ("protocol", value)
+    family = source = element = action = None
     attrs: dict[str, object] = {}
     stack: list[str] = []  # the elements the parser is in
     index = 0
@@ -416,7 +426,7 @@ def parse_rich_rule(text: str) -> tuple[str, str | None]:
                 raise not_modelled(word)
             if word == "source" and source:
                 raise FirewallError("INVALID_RULE", "more than one 'source' element")
-            if word in ("service", "port") and element:
+            if word in ("service", "port", "protocol") and element:
                 raise FirewallError(
                     "INVALID_RULE",
                     f"more than one element. There cannot be both '{word}' and '{element_text(element)}' in one rule.",
@@ -468,6 +478,11 @@ def parse_rich_rule(text: str) -> tuple[str, str | None]:
                 stack.pop()
                 attrs.clear()
                 index -= 1  # the token goes back to the input
+        elif inside == "protocol":
+            if name != "value":
+                raise FirewallError("INVALID_RULE", "invalid 'protocol' element")
+            element = ("protocol", value)
+            stack.pop()
         elif inside == "service":
             if name != "name":
                 raise FirewallError("INVALID_RULE", "invalid 'service' element")
@@ -515,7 +530,27 @@ def check_rule(family: str | None, source: tuple | None, element: tuple | None, 
         if any(int(bound) > 65535 for bound in port.split("-")):
             raise FirewallError("INVALID_PORT", port)
         if protocol not in ("tcp", "udp", "sctp", "dccp"):
-            raise FirewallError("INVALID_PROTOCOL", str(protocol))
+            # (firewalld: FirewallError(INVALID_PROTOCOL, None) prints the code alone)
+            raise FirewallError("INVALID_PROTOCOL", None if protocol is None else str(protocol))
+    elif element is not None and element[0] == "protocol" and not check_protocol(element[1]):
+        raise FirewallError("INVALID_PROTOCOL", element[1])
+
+
+def check_protocol(value: str) -> bool:
+    """functions.checkProtocol: ``int(value)`` in 0-255, else a name ``socket.getprotobyname`` knows
+    (this machine's /etc/protocols, then EL's lines in EL_PROTOCOLS). firewalld 0.6.3 runs on
+    Python 2, whose ``int`` takes no ``_`` between digits ("1_2"); 1.x's Python 3 does."""
+    try:
+        if "_" in value and fakelib.dist() == "el7":
+            raise ValueError(value)
+        number = int(value)
+    except ValueError:
+        try:
+            socket.getprotobyname(value)
+        except (OSError, UnicodeError):
+            return value in EL_PROTOCOLS
+        return True
+    return 0 <= number <= 255
 
 
 def check_address(family: str | None, address: str) -> bool:
@@ -551,6 +586,8 @@ def element_text(element: tuple | None) -> str:
         return ""
     if element[0] == "service":
         return f'service name="{element[1]}"'
+    if element[0] == "protocol":
+        return f'protocol value="{element[1]}"'
     return f'port port="{element[1]}" protocol="{element[2]}"'
 
 

@@ -67,6 +67,7 @@ FILE_TYPES = {
     "lib_t",
     "haproxy_var_lib_t",
     "container_var_run_t",
+    "keepalived_unconfined_script_exec_t",
 }
 # `semanage fcontext -f` values (short and long forms) -> the name `-l` prints in its type column.
 FTYPES = {
@@ -95,7 +96,15 @@ def tree_spec(prefix: str) -> str:
 # Types a family's policy adds: EL9 ships cockpit's own SELinux module, whose file contexts label
 # /etc/cockpit/ws-certs\.d(/.*)? cert_t; EL7's policy has no rule there (etc_t, which cockpit 195's
 # remotectl also sets with chcon each time cockpit.service starts).
-FAMILY_TYPES = {"el7": {}, "el9": {"/etc/cockpit/ws-certs.d": "cert_t"}}
+# keepalived's module (selinux-policy's keepalived.fc) labels /usr/libexec/keepalived(/.*)?
+# keepalived_unconfined_script_exec_t: the scripts keepalived_t may run unconfined. On EL9 for
+# certain; upstream (Fedora's selinux-policy-contrib) added the rule in Nov 2014 (F21), after EL7's
+# 3.13.1 base, and no EL7 file_contexts could be checked here: EL7 is given the same rule, unconfirmed.
+KEEPALIVED_SCRIPTS = {"/usr/libexec/keepalived": "keepalived_unconfined_script_exec_t"}
+FAMILY_TYPES = {
+    "el7": {**KEEPALIVED_SCRIPTS},
+    "el9": {"/etc/cockpit/ws-certs.d": "cert_t", **KEEPALIVED_SCRIPTS},
+}
 
 
 def default_types() -> dict[str, str]:
