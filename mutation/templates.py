@@ -36,6 +36,9 @@ VBOX = "tests/test_virtualbox_guest_remote.py"
 HAPROXY_CONFIG = "tests/test_haproxy_remote.py::test_haproxy_config_is_checked_installed_started_and_reloaded"
 CONSOLE = "tests/test_console.py::test_the_console_is_installed_locked_and_undone"
 CONSOLE_CHECKS = "tests/test_console.py::test_a_foreign_certificate_is_refused_and_allow_from_changes_follow"
+PAIR_REMOTE = "tests/test_balancer_pair_remote.py"
+PAIR = f"{PAIR_REMOTE}::test_create_installs_keepalived_admits_vrrp_from_the_peer_only_and_delete_puts_the_node_back"
+PAIR_CHANGE = f"{PAIR_REMOTE}::test_a_new_peer_swaps_the_rule_and_reloads_keepalived_and_the_nodes_own_config_returns"
 IGNORE = shutil.ignore_patterns(".venv", ".git", "build", "mutants", ".engine", ".pulumi-state", "__pycache__")
 
 
@@ -54,14 +57,23 @@ MUTANTS = (
            "the key file stays root:root, which el7's cockpit-ws cannot read"),
     Mutant("console.create.sh.j2", "firewall-cmd --quiet {{ layer }} --remove-service={{ service | shquote }}", "",
            (CONSOLE,), "EL9's cockpit service stays open to everyone"),
-    Mutant("console.create.sh.j2", "firewall-cmd --quiet {{ layer }} --add-rich-rule={{ rule | shquote }}", "",
-           (CONSOLE,), "the allowed networks are never let in"),
+    Mutant("_rich-rules.create.sh.j2", "firewall-cmd --quiet {{ layer }} --add-rich-rule={{ rule | shquote }}", "",
+           (CONSOLE, PAIR), "the allowed networks (the VRRP peer) are never let in"),
     Mutant("console.create.sh.j2", "printf 'root\\n' >> {{ disallowed_users | shquote }}", "", (CONSOLE,),
            "root may log in to the console on el7"),
     Mutant("console.create.sh.j2", 'if [ "$vf_cert_pub" != "$vf_key_pub" ]; then', "if false; then",
            (CONSOLE_CHECKS,), "a certificate that is not its key's is installed"),
-    Mutant("console.create.sh.j2", "firewall-cmd --quiet {{ layer }} --remove-rich-rule=\"$vf_rule\"", "",
-           (CONSOLE_CHECKS,), "networks dropped from allowFrom keep their way in"),
+    Mutant("_rich-rules.create.sh.j2", "firewall-cmd --quiet {{ layer }} --remove-rich-rule=\"$vf_rule\"", "",
+           (CONSOLE_CHECKS, PAIR_CHANGE), "networks dropped from allowFrom (a former VRRP peer) keep their way in"),
+    # The balancer pair's VRRP (issue 29).
+    Mutant("haproxy-vrrp.create.sh.j2", "sysctl -q -w {{ (key ~ \"=\" ~ value) | shquote }}", "", (PAIR,),
+           "the backup's haproxy cannot bind the virtual address until a reboot"),
+    Mutant("haproxy-vrrp.create.sh.j2", "systemctl reload keepalived", "systemctl restart keepalived", (PAIR_CHANGE,),
+           "a configuration change hands the address to the peer and back"),
+    Mutant("haproxy-vrrp.delete.sh.j2", "cp -p \"$vf_records/keepalived.conf.orig\" {{ conf | shquote }}", "",
+           (PAIR_CHANGE,), "delete leaves the node without the keepalived.conf it had"),
+    Mutant("haproxy-vrrp.delete.sh.j2", "sysctl -q -w \"{{ key }}=$(cat \"$vf_records/sysctl.{{ key }}\")\"", "",
+           (PAIR,), "delete leaves ip_nonlocal_bind on"),
     Mutant("console.delete.sh.j2", "firewall-cmd --quiet {{ layer }} --add-service={{ service | shquote }}", "",
            (CONSOLE,), "delete does not give EL9's default zone its cockpit service back"),
     Mutant("console.delete.sh.j2", 'rm -rf "$vf_records"', "", (CONSOLE,), "delete leaves its records behind"),

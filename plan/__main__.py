@@ -9,7 +9,7 @@ from pathlib import Path
 from components.model import FleetConfigError
 
 from .policy import config_path, evaluate, policy_document, read_config, summary_lines, write_policy
-from .run import ROOT, load_stack, run_program
+from .run import ROOT, load_stack, router_id_clashes_with_committed, run_program
 from .topology import write_topology
 from .write import machine_files, tree_lines, type_counts, write_build
 
@@ -35,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
             f"make plan: stack {args.stack} ({path.name}) is invalid; nothing was written.\n{err}",
             file=sys.stderr,
         )
+        return 1
+    clashes = router_id_clashes_with_committed(args.stack, fleet)
+    if clashes:
+        lines = "\n".join(f"  - {clash}" for clash in clashes)
+        print(f"make plan: stack {args.stack} ({path.name}) is invalid; nothing was written.\n{lines}", file=sys.stderr)
         return 1
     recording = run_program(config)
 

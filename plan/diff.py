@@ -80,8 +80,10 @@ def features(fleet: Fleet) -> dict[str, set[str]]:
     lb = fleet.load_balancer
     tier: set[str] = set()
     if lb is not None:
-        node_kind = "a host" if any(h.name == lb.node for h in fleet.hosts) else "a guest"
-        tier |= {"load balancer", f"balancer on {node_kind}", f"balance {lb.balance}", f"logs over {lb.log_transport}"}
+        for node in lb.nodes:
+            tier.add(f"balancer on {'a host' if any(h.name == node for h in fleet.hosts) else 'a guest'}")
+        tier |= {"load balancer", f"balance {lb.balance}", f"logs over {lb.log_transport}"}
+        tier |= {"balancer pair (VRRP virtual address)"} if lb.pair else set()
         tier |= {"https"} if lb.https.enabled else set()
         tier |= {"https redirect"} if lb.https.enabled and lb.https.redirect else set()
         tier |= {"stats page"} if lb.stats.enabled else set()

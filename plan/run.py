@@ -14,7 +14,7 @@ import pulumi
 import yaml
 from pulumi.runtime import settings
 
-from components.model import Fleet, load_fleet
+from components.model import Fleet, FleetConfigError, load_fleet
 from components.model.fleet import uses_agent
 
 from .mocks import SECRET_MARK, PlanMocks, RecordingMonitor, ResourceRecord, placeholder
@@ -65,6 +65,27 @@ def load_stack(stack: str, path: Path | None = None) -> tuple[StackConfig, Fleet
     """Read and validate a stack; raises FleetConfigError with every problem."""
     config = read_stack_file(path or ROOT / f"Pulumi.{stack}.yaml", stack)
     return config, load_fleet(config.values, config.secret_keys, config.other_keys)
+
+
+def router_id_clashes_with_committed(stack: str, fleet: Fleet, root: Path = ROOT) -> list[str]:
+    """The VRRP router id a balancer pair shares with another committed stack's pair on an overlapping
+    network (their keepalived instances would take each other's adverts). Stacks that do not validate
+    are left to their own `make plan`."""
+    from components.model.balancer_pair import router_id_clashes
+
+    fleets = {stack: fleet}
+    for path in sorted(root.glob("Pulumi.*.yaml")):
+        other = path.name.split(".")[1]
+        if other != stack:
+            try:
+                fleets[other] = load_stack(other, path)[1]
+            except FleetConfigError:
+                continue
+    found = []
+    for first, second, why in router_id_clashes(fleets):
+        if stack in (first, second):
+            found.append(why if stack == second else why.replace(f"stack {first}'s", f"stack {second}'s"))
+    return found
 
 
 @dataclass

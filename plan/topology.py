@@ -56,7 +56,8 @@ class HostFact:
 
 @dataclass(frozen=True)
 class TierFact:
-    node: str
+    nodes: tuple[str, ...]
+    virtual: str | None  # a pair's shared address and VRRP router id
     frontend: str
     https: str | None
     stats: str | None
@@ -112,7 +113,8 @@ def facts(fleet: Fleet) -> Facts:
     tier = None
     if (lb := fleet.load_balancer) is not None:
         tier = TierFact(
-            node=lb.node,
+            nodes=lb.nodes,
+            virtual=f"VIP {lb.virtual_address} (VRRP id {lb.vrrp.router_id})" if lb.pair else None,
             frontend=f"{lb.frontend.address}:{lb.frontend.port}",
             https=f"{lb.frontend.address}:{lb.https.port}" if lb.https.enabled else None,
             stats=f"{lb.stats_bind.address}:{lb.stats_bind.port}{lb.stats.uri}" if lb.stats.enabled else None,
@@ -140,7 +142,9 @@ def _guest_lines(guest: GuestFact) -> list[str]:
 
 
 def _tier_lines(tier: TierFact) -> list[str]:
-    lines = ["HAProxy", f"frontend {tier.frontend}"]
+    lines = ["HAProxy" if len(tier.nodes) == 1 else "HAProxy pair (keepalived)", f"frontend {tier.frontend}"]
+    if tier.virtual:
+        lines.append(tier.virtual)
     if tier.https:
         lines.append(f"https {tier.https}")
     lines.append(f"stats {tier.stats}" if tier.stats else "stats off")
@@ -182,8 +186,10 @@ def dot_graph(fleet: Fleet) -> graphviz.Digraph:
     if f.tier is not None:
         tier = f.tier
         dot.node("tier", _dot_label(_tier_lines(tier)), shape="component", fillcolor="#fff3b0")
-        node_id = f"host_{tier.node}" if any(h.name == tier.node for h in f.hosts) else f"guest_{tier.node}"
-        dot.edge("tier", node_id, label="runs on", style="dotted", arrowhead="odot")
+        for i, node in enumerate(tier.nodes):
+            node_id = f"host_{node}" if any(h.name == node for h in f.hosts) else f"guest_{node}"
+            label = "runs on" if len(tier.nodes) == 1 else ("runs on (VRRP master first)", "runs on (VRRP backup)")[i]
+            dot.edge("tier", node_id, label=label, style="dotted", arrowhead="odot")
         for name in tier.backends:
             dot.edge("tier", f"guest_{name}", label="backend", color="#1f6feb")
         for name in tier.backups:
@@ -239,8 +245,10 @@ def mermaid(fleet: Fleet) -> str:
     if f.tier is not None:
         tier = f.tier
         out.append(f"  tier[/{_mermaid_text(_tier_lines(tier))}/]")
-        node = ids.get(f"host {tier.node}") or ids[f"guest {tier.node}"]
-        out.append(f"  tier -. runs on .-> {node}")
+        for i, name in enumerate(tier.nodes):
+            node = ids.get(f"host {name}") or ids[f"guest {name}"]
+            label = "runs on" if len(tier.nodes) == 1 else ("runs on, VRRP master first", "runs on, VRRP backup")[i]
+            out.append(f"  tier -. {label} .-> {node}")
         out += [f"  tier -->|backend| {ids[f'guest {name}']}" for name in tier.backends]
         out += [f"  tier -.->|backup| {ids[f'guest {name}']}" for name in tier.backups]
         classes["tier"] = ["tier"]

@@ -65,7 +65,7 @@ def https_variant(fleet):
 def test_one_tier_whose_config_step_runs_after_the_install_step(planned):
     fleet, rec, _ = planned
     (tier,) = rec.of_type(TIER)
-    node = fleet.load_balancer.node
+    node = fleet.load_balancer.primary
     install = rec.named(f"{node}-haproxy-install", STEP)
     config = rec.named(f"{node}-haproxy-config", STEP)
     assert install.parent == config.parent == tier.urn
@@ -77,7 +77,7 @@ def test_one_tier_whose_config_step_runs_after_the_install_step(planned):
 
 def test_config_step_is_secret_and_its_text_masked(planned):
     fleet, rec, _ = planned
-    config = rec.named(f"{fleet.load_balancer.node}-haproxy-config", STEP)
+    config = rec.named(f"{fleet.load_balancer.primary}-haproxy-config", STEP)
     assert config.inputs["secret"] is True
     masked = config.masked_inputs()
     assert masked["createScript"] == SECRET_MARK
@@ -102,8 +102,8 @@ def test_planned_config_is_the_pure_render(planned):
     fleet, _, files = planned
     lb = fleet.load_balancer
     expected = render_haproxy_cfg(lb, fleet, stats_password="(secret)")  # the plan shows no password
-    assert files[f"{lb.node}/etc/haproxy/haproxy.cfg"] == expected
-    assert files[f"{lb.node}/etc/rsyslog.d/haproxy.conf"] == render_rsyslog_conf(lb)
+    assert files[f"{lb.primary}/etc/haproxy/haproxy.cfg"] == expected
+    assert files[f"{lb.primary}/etc/rsyslog.d/haproxy.conf"] == render_rsyslog_conf(lb)
 
 
 def test_every_web_server_gets_its_named_page(planned):
@@ -155,7 +155,7 @@ def test_outputs_name_the_frontend_and_stats(planned):
 @pytest.mark.real
 def test_haproxy_accepts_every_stacks_config(planned, tmp_path):
     fleet, _, files = planned
-    result = haproxy_check(tmp_path, files[f"{fleet.load_balancer.node}/etc/haproxy/haproxy.cfg"])
+    result = haproxy_check(tmp_path, files[f"{fleet.load_balancer.primary}/etc/haproxy/haproxy.cfg"])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "[WARNING]" not in result.stdout + result.stderr
 
@@ -174,7 +174,7 @@ def test_haproxy_accepts_the_https_config_with_a_real_certificate(tmp_path):
     lb = https_variant(fleet)
     step = render_config_step(lb, fleet, stats_password="x", certificate_pem=certificate_pem())
     cfg = step.files[0].content
-    assert "bind 10.0.0.10:443 ssl crt frontend.pem" in cfg
+    assert "bind 10.0.0.30:443 ssl crt frontend.pem" in cfg
     assert "http-request redirect scheme https code 301 unless { ssl_fc }" in cfg
     assert step.files[1].path == "/etc/haproxy/certs/frontend.pem" and step.files[1].mode == 0o600
     result = haproxy_check(tmp_path, cfg, certificates={"frontend.pem": step.files[1].content})
@@ -265,17 +265,18 @@ def prod_with_lb(**changes):
 @pytest.mark.parametrize(
     ("changes", "frontend", "stats"),
     [
-        ({}, "http://10.0.0.10/", "http://10.0.0.10:8404/stats"),
-        ({"https": {"enabled": True}}, "https://10.0.0.10/", "https://10.0.0.10:8404/stats"),
-        ({"frontend": {"address": "10.0.0.10", "port": 8080}}, "http://10.0.0.10:8080/", "http://10.0.0.10:8404/stats"),
-        ({"https": {"enabled": True}}, "https://10.0.0.10/", "https://10.0.0.10:8404/stats"),
+        ({}, "http://10.0.0.30/", "http://10.0.0.30:8404/stats"),
+        ({"https": {"enabled": True}}, "https://10.0.0.30/", "https://10.0.0.30:8404/stats"),
+        ({"frontend": {"address": "10.0.0.30", "port": 8080}}, "http://10.0.0.30:8080/", "http://10.0.0.30:8404/stats"),
+        ({"https": {"enabled": True}}, "https://10.0.0.30/", "https://10.0.0.30:8404/stats"),
         ({"https": {"enabled": True, "port": 8443}, "stats": {"bind": {"address": "0.0.0.0", "port": 9000},
                                                              "uri": "/haproxy"}},
-         "https://10.0.0.10:8443/", "https://10.0.0.10:9000/haproxy"),
-        ({"frontend": {"address": "0.0.0.0", "port": 443}, "stats": {"enabled": False}}, "http://10.0.0.10:443/", None),
+         "https://10.0.0.30:8443/", "https://10.0.0.30:9000/haproxy"),
+        ({"frontend": {"address": "0.0.0.0", "port": 443}, "stats": {"enabled": False}}, "http://10.0.0.30:443/", None),
         ({"frontend": {"address": "0.0.0.0", "port": 80}, "https": {"enabled": True}, "stats": {"enabled": False}},
-         "https://10.0.0.10/", None),
-        ({"frontend": {"address": "127.0.0.1", "port": 8080}, "stats": {"bind": {"address": "127.0.0.1", "port": 80}}},
+         "https://10.0.0.30/", None),
+        ({"frontend": {"address": "127.0.0.1", "port": 8080}, "stats": {"bind": {"address": "127.0.0.1", "port": 80}},
+          "nodes": ["haproxy"], "virtualAddress": None, "vrrp": None},  # one node
          "http://127.0.0.1:8080/", "http://127.0.0.1/stats"),
     ],
     ids=["plain-http", "prod", "frontend-port", "https", "https-port-stats-any", "any-address-no-stats",
@@ -318,7 +319,7 @@ def test_rendered_cfg_carries_the_nodes_name_auth_realm_limits_and_log_ring():
     fleet = prod_with_lb()
     lb = fleet.load_balancer
     cfg = render_haproxy_cfg(lb, fleet, stats_password="s3cret'x")
-    assert cfg.startswith("# /etc/haproxy/haproxy.cfg on haproxy, rendered by virtfleet")
+    assert cfg.startswith("# /etc/haproxy/haproxy.cfg on haproxy and haproxy2, rendered by virtfleet")
     assert "    stats realm 'HAProxy Statistics'\n    stats auth 'haproxy:s3cret'\\''x'\n" in cfg
     assert f"    maxconn {MAXCONN}\n" in cfg and MAXCONN == 4096
     assert "hdr Host haproxy.packt.co.uk\n" in cfg

@@ -198,7 +198,7 @@ def test_haproxy_install_converges_once_then_changes_nothing(prod):
     require_real_tools()
     fleet, rec = prod
     lb = fleet.load_balancer
-    step = recorded(rec, lb.node, "haproxy-install")
+    step = recorded(rec, lb.primary, "haproxy-install")
     files = step.installed()
     assert set(files) == {RSYSLOG_PATH, TMPFILES_PATH}, files
     ports = [f"{p}/tcp" for p in firewall_ports(lb)]
@@ -208,7 +208,7 @@ def test_haproxy_install_converges_once_then_changes_nothing(prod):
     )
     assert kind == "d", files[TMPFILES_PATH]
     with LoopbackSshd() as sshd:
-        el_machine(sshd, fleet.guest(lb.node).os_family, balancer=True)
+        el_machine(sshd, fleet.guest(lb.primary).os_family, balancer=True)
         upload(sshd, step)
         fresh = probe(sshd, haproxy="rpm -q haproxy", sebool="getsebool haproxy_connect_any")
         assert fresh == {
@@ -245,13 +245,13 @@ def test_haproxy_install_moves_httpd_off_the_balancer_ports_and_delete_undoes_it
     require_real_tools()
     fleet, rec = prod
     lb = fleet.load_balancer
-    step = recorded(rec, lb.node, "haproxy-install")
+    step = recorded(rec, lb.primary, "haproxy-install")
     moves = {old: new for old, new in HTTPD_MOVES.items() if old in balancer_ports(lb)}
     assert moves == {80: 8080, 443: 8443}, "prod's HTTPS balancer takes 80 and 443 from httpd"
     ports = [f"{p}/tcp" for p in firewall_ports(lb)]
     ssl_conf = "/etc/httpd/conf.d/ssl.conf"
     with LoopbackSshd() as sshd:
-        el_machine(sshd, fleet.guest(lb.node).os_family, balancer=True)
+        el_machine(sshd, fleet.guest(lb.primary).os_family, balancer=True)
         original = ok(
             sshd, f"dnf -y install httpd >/dev/null && systemctl enable --now httpd 2>/dev/null && cat {HTTPD_CONF}"
         )
@@ -292,7 +292,7 @@ def test_haproxy_install_moves_httpd_off_the_balancer_ports_and_delete_undoes_it
 def test_haproxy_install_delete_with_nothing_to_undo_leaves_firewalld_alone(prod):
     require_real_tools()
     fleet, rec = prod
-    step = recorded(rec, fleet.load_balancer.node, "haproxy-install")
+    step = recorded(rec, fleet.load_balancer.primary, "haproxy-install")
     with LoopbackSshd() as sshd:
         el_machine(sshd, fleet.guest(step.machine).os_family, balancer=True)
         ok(sshd, "firewall-cmd --quiet --add-port=9/udp")  # runtime only, e.g. another tool's
@@ -310,7 +310,7 @@ def test_haproxy_install_rejects_a_broken_rsyslog_snippet_and_keeps_rsyslog_runn
     and fail without touching rsyslog."""
     require_real_tools()
     fleet, rec = prod
-    step = recorded(rec, fleet.load_balancer.node, "haproxy-install")
+    step = recorded(rec, fleet.load_balancer.primary, "haproxy-install")
     (staged,) = [remote for remote, _ in step.uploads if remote.endswith(RSYSLOG_PATH)]
     broken = dict(step.uploads)[staged] + BROKEN_SNIPPET_LINE
     with LoopbackSshd() as sshd:
@@ -336,7 +336,7 @@ def test_a_rejected_rsyslog_snippet_leaves_the_working_one_in_place(prod):
     (the working snippet stays byte for byte, rsyslog is not restarted)."""
     require_real_tools()
     fleet, rec = prod
-    step = recorded(rec, fleet.load_balancer.node, "haproxy-install")
+    step = recorded(rec, fleet.load_balancer.primary, "haproxy-install")
     (staged,) = [remote for remote, _ in step.uploads if remote.endswith(RSYSLOG_PATH)]
     good = dict(step.uploads)[staged]
     with LoopbackSshd() as sshd:
@@ -358,7 +358,7 @@ def test_a_broken_rsyslog_conf_is_not_blamed_on_the_snippet(prod):
     the snippet out), instead of calling the snippet broken."""
     require_real_tools()
     fleet, rec = prod
-    step = recorded(rec, fleet.load_balancer.node, "haproxy-install")
+    step = recorded(rec, fleet.load_balancer.primary, "haproxy-install")
     with LoopbackSshd() as sshd:
         el_machine(sshd, fleet.guest(step.machine).os_family, balancer=True)
         sshd.upload(EL_RSYSLOG_CONF + 'module(load="no_such_module")\n', "/etc/rsyslog.conf")
@@ -379,7 +379,7 @@ def test_httpd_on_the_balancer_gives_up_443_https_too(prod):
     )
     rendered = tier.render_install_step(lb, fleet)
     step = Step(
-        lb.node,
+        lb.primary,
         rendered.name,
         as_command(rendered.create),
         as_command(rendered.delete),
@@ -387,7 +387,7 @@ def test_httpd_on_the_balancer_gives_up_443_https_too(prod):
     )
     ssl_conf = "/etc/httpd/conf.d/ssl.conf"
     with LoopbackSshd() as sshd:
-        el_machine(sshd, fleet.guest(lb.node).os_family, balancer=True)
+        el_machine(sshd, fleet.guest(lb.primary).os_family, balancer=True)
         ok(sshd, "dnf -y install httpd >/dev/null && systemctl enable --now httpd 2>/dev/null")
         sshd.upload("Listen 443 https\nSSLEngine on\n", ssl_conf)
         upload(sshd, step)
@@ -412,7 +412,7 @@ def config_script(fleet, *, password: str) -> tuple[str, str]:
 
 def balancer_with_haproxy(sshd: LoopbackSshd, fleet, rec) -> tuple[Step, Step]:
     """A fresh balancer node after its install step; returns the (install, config) steps."""
-    node = fleet.load_balancer.node
+    node = fleet.load_balancer.primary
     install, config = recorded(rec, node, "haproxy-install"), recorded(rec, node, "haproxy-config")
     el_machine(sshd, fleet.guest(node).os_family, balancer=True)
     upload(sshd, install)
@@ -425,7 +425,7 @@ def balancer_with_haproxy(sshd: LoopbackSshd, fleet, rec) -> tuple[Step, Step]:
 def test_the_recorded_config_command_is_the_secret_render(prod):
     """What the other config tests run besides the recorded text differs only in the candidate."""
     fleet, rec = prod
-    command = rec.named(f"{fleet.load_balancer.node}-haproxy-config", "command:remote:Command")
+    command = rec.named(f"{fleet.load_balancer.primary}-haproxy-config", "command:remote:Command")
     assert {"stdin", "delete"} <= command.secret_paths and command.inputs["logging"] == "none"
     assert command.inputs["create"] == command.inputs["update"] == STDIN_RUNNER, "no secret on a command line"
     assert STATS_PASSWORD in command.inputs["stdin"], "the mocks' known password is in the recorded script"

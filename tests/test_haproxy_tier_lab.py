@@ -91,11 +91,11 @@ def tier():
     assert lb.https.enabled, "prod terminates HTTPS at the balancer"
     # The config step as the component renders it: haproxy.cfg and the frontend's certificate (a
     # real one for the balancer's address, standing in for pulumi-tls's), both unchanged.
-    pem = certificate_pem(f"{lb.node}.{fleet.domain}", str(lb.frontend.address))
+    pem = certificate_pem(f"{lb.primary}.{fleet.domain}", str(lb.frontend.address))
     step = render_config_step(lb, fleet, stats_password=PASSWORD, certificate_pem=pem)
     cfg, certificate = step.files
     with NetLab(new_prefix(), "10.0.0.0/24") as lab:
-        for name in (*lb.backends, lb.node):
+        for name in (*lb.backends, lb.primary):
             lab.add_machine(name, [f"{fleet.machine_address(name)}/24"])
         lab.add_machine("client", ["10.0.0.50/24"])
         lab.add_machine("flooder", ["10.0.0.51/24"])
@@ -106,7 +106,7 @@ def tier():
         for name in lb.backends:
             lab.machines[name].serve_http(port=lb.backend_port, name=name)
         with docker_web_server(lab, fleet, BACKUP) as (dockerd, container_id, _page):
-            node = lab.machines[lb.node]
+            node = lab.machines[lb.primary]
             node.write_file(certificate.path, certificate.content, certificate.mode)
             rsyslog = node.run_rsyslog(render_rsyslog_conf(lb))
             node.run_haproxy(cfg.content)

@@ -153,7 +153,7 @@ def promised_state(host, fleet, before: dict) -> dict:
         if not p.host_ip.is_loopback
     }
     lb = fleet.load_balancer
-    if lb is not None and lb.node == host.name:  # the balancer's own ports, on the node itself
+    if lb is not None and host.name in lb.nodes:  # the balancer's own ports, on the node itself
         ports |= {f"{lb.frontend.port}/tcp"} | ({f"{lb.https.port}/tcp"} if lb.https.enabled else set())
         ports |= {f"{lb.stats_bind.port}/tcp"} if lb.stats.enabled and not lb.stats_bind.address.is_loopback else set()
     ports = sorted(ports, key=lambda p: int(p.split("/")[0]))

@@ -34,7 +34,7 @@ def test_prod_is_the_seed_topology():
     assert roles == set(Role)
     assert {g.type for g in fleet.guests} == {"kvm", "xen", "openvz", "virtualbox", "docker"}
     lb = fleet.load_balancer
-    assert fleet.machine_address(lb.node) == "10.0.0.10"
+    assert fleet.machine_address(lb.primary) == "10.0.0.10"
     assert [fleet.machine_address(b) for b in lb.backends] == ["10.0.0.11", "10.0.0.12", "10.0.0.13"]
     assert [fleet.machine_address(b) for b in lb.backups] == ["10.0.0.20"]
 
@@ -102,7 +102,7 @@ def test_missing_ssh_key_is_named_unless_agent(prod_values):
     with pytest.raises(FleetConfigError) as caught:
         load_fleet(prod_values, set())
     assert caught.value.paths() == ["virtfleet:ssh.authorizedKeys"]
-    assert "haproxy, webserver1, webserver2" in str(caught.value)
+    assert "haproxy, webserver1, webserver2" in str(caught.value) and "haproxy2" in str(caught.value)
     prod_values["ssh"]["authorizedKeys"] = [KEY]
     load_fleet(prod_values, set())
 

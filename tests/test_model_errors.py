@@ -6,10 +6,12 @@ carry. Paths are as users type them: ``virtfleet:guests[2].network.ip``.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import pytest
 import yaml
+from conftest import stack_values
 
 from components.model import FleetConfigError, load_fleet
 from plan.__main__ import main as plan_main
@@ -33,6 +35,51 @@ def _set(path_fn: Callable[[dict], dict], key: str, value) -> Callable[[dict], N
 
 def _del(path_fn: Callable[[dict], dict], key: str) -> Callable[[dict], None]:
     return lambda values: path_fn(values).pop(key)
+
+
+LB = "virtfleet:loadBalancer"
+HAPROXY2 = next(g for g in stack_values("prod")["guests"] if g["name"] == "haproxy2")
+
+
+def one_balancer(values: dict) -> dict:
+    """prod with one balancer node, written as ``node`` (the key most of this corpus was built on); haproxy2
+    goes, so the guests' indices are those the cases name. The pair's cases (``_pair``) put it back."""
+    values["guests"] = [g for g in values["guests"] if g["name"] != "haproxy2"]
+    lb = values["loadBalancer"]
+    for key in ("nodes", "virtualAddress", "vrrp"):
+        del lb[key]
+    lb["node"] = "haproxy"
+    lb["frontend"]["address"] = lb["stats"]["bind"]["address"] = "10.0.0.10"
+    return values
+
+
+def _pair(edit: Callable[[dict, dict], object]) -> Callable[[dict], None]:
+    """prod's balancer pair again (haproxy and haproxy2 sharing 10.0.0.30), then ``edit(loadBalancer, values)``."""
+
+    def mutate(values: dict) -> None:
+        values["guests"].append(copy.deepcopy(HAPROXY2))
+        lb = values["loadBalancer"]
+        del lb["node"]
+        lb |= {"nodes": ["haproxy", "haproxy2"], "virtualAddress": "10.0.0.30", "vrrp": {"routerId": 30}}
+        lb["frontend"]["address"] = lb["stats"]["bind"]["address"] = "10.0.0.30"
+        edit(lb, values)
+
+    return mutate
+
+
+def _one_node(lb: dict) -> None:
+    lb["nodes"] = ["haproxy"]
+    del lb["virtualAddress"], lb["vrrp"]
+    lb["frontend"]["address"] = lb["stats"]["bind"]["address"] = "10.0.0.10"
+
+
+def _guest_named(values: dict, name: str) -> dict:
+    return next(g for g in values["guests"] if g["name"] == name)
+
+
+@pytest.fixture
+def prod_values(prod_values: dict) -> dict:
+    return one_balancer(prod_values)
 
 
 def _net(name):
@@ -74,6 +121,143 @@ PRIVATE = (
 )
 
 # Input hardening (issue 17): each value is checked for the grammar of where it lands.
+PAIR_CASES: list[tuple[str, Callable[[dict], None], str, str]] = [
+    ("pair-node-and-nodes", _pair(lambda lb, v: lb.update(node="haproxy")), LB, "node (one balancer) or nodes"),
+    ("pair-no-node", _pair(lambda lb, v: lb.pop("nodes")), LB, "nodes (or node) is required"),
+    (
+        "pair-three-nodes",
+        _pair(lambda lb, v: lb.update(nodes=["haproxy", "haproxy2", "webserver1"])),
+        LB + ".nodes",
+        "at most 2",
+    ),
+    (
+        "pair-same-node-twice",
+        _pair(lambda lb, v: lb.update(nodes=["haproxy", "haproxy"])),
+        LB + ".nodes[1]",
+        "is nodes[0] again",
+    ),
+    (
+        "pair-no-virtual-address",
+        _pair(lambda lb, v: lb.pop("virtualAddress")),
+        LB + ".virtualAddress",
+        "is required with two nodes",
+    ),
+    ("pair-no-vrrp", _pair(lambda lb, v: lb.pop("vrrp")), LB + ".vrrp", "is required with two nodes"),
+    (
+        "pair-router-id-high",
+        _pair(lambda lb, v: lb.update(vrrp={"routerId": 256})),
+        LB + ".vrrp.routerId",
+        "less than or equal to 255",
+    ),
+    (
+        "pair-router-id-zero",
+        _pair(lambda lb, v: lb.update(vrrp={"routerId": 0})),
+        LB + ".vrrp.routerId",
+        "greater than or equal to 1",
+    ),
+    (
+        "pair-advert-not-10ms",
+        _pair(lambda lb, v: lb.update(vrrp={"routerId": 7, "advertIntervalMs": 205})),
+        LB + ".vrrp.advertIntervalMs",
+        "multiple of 10",
+    ),
+    (
+        "pair-vip-other-network",
+        _pair(lambda lb, v: lb.update(virtualAddress="10.0.1.30")),
+        LB + ".nodes[0]",
+        "not on the network of 10.0.1.30",
+    ),
+    (
+        "pair-vip-broadcast",
+        _pair(lambda lb, v: lb.update(virtualAddress="10.0.0.255")),
+        LB + ".virtualAddress",
+        "the network's or the broadcast address of 10.0.0.0/24",
+    ),
+    (
+        "pair-vip-a-guests",
+        _pair(lambda lb, v: lb.update(virtualAddress="10.0.0.11")),
+        LB + ".virtualAddress",
+        "is already guest webserver1's address",
+    ),
+    (
+        "pair-vip-the-gateway",
+        _pair(lambda lb, v: lb.update(virtualAddress="10.0.0.1")),
+        LB + ".virtualAddress",
+        "is already the gateway of host kvm1's brid0",
+    ),
+    (
+        "pair-vip-a-hosts",
+        _pair(lambda lb, v: lb.update(virtualAddress="10.0.0.3")),
+        LB + ".virtualAddress",
+        "is already host xen1's address",
+    ),
+    (
+        "pair-frontend-not-vip",
+        _pair(lambda lb, v: lb["frontend"].update(address="10.0.0.10")),
+        LB + ".frontend.address",
+        "must be the virtual address (10.0.0.30) or 0.0.0.0",
+    ),
+    (
+        "pair-stats-not-vip",
+        _pair(lambda lb, v: lb["stats"]["bind"].update(address="10.0.0.9")),
+        LB + ".stats.bind.address",
+        "is not the pair's virtual address (10.0.0.30, 127.0.0.1 or 0.0.0.0)",
+    ),
+    (
+        "pair-docker-node",
+        _pair(lambda lb, v: lb.update(nodes=["haproxy", "backupwebserver"], backups=[])),
+        LB + ".nodes[1]",
+        "a docker guest cannot be one of two balancer nodes",
+    ),
+    (
+        "pair-openvz-node",
+        _pair(lambda lb, v: lb.update(nodes=["haproxy", "webserver3"], backends=["webserver1", "webserver2"])),
+        LB + ".nodes[1]",
+        "a openvz guest cannot be one of two balancer nodes",
+    ),
+    (
+        "pair-el7-node",
+        _pair(lambda lb, v: _guest_named(v, "haproxy2").update(osFamily="el7")),
+        LB + ".nodes[1]",
+        "runs el7, whose haproxy is 1.5",
+    ),
+    (
+        "pair-unknown-node",
+        _pair(lambda lb, v: lb.update(nodes=["haproxy", "nowhere"])),
+        LB + ".nodes[1]",
+        "names no host or guest",
+    ),
+    (
+        "pair-vip-one-node",
+        _pair(lambda lb, v: (_one_node(lb), lb.update(virtualAddress="10.0.0.30"))),
+        LB + ".virtualAddress",
+        "only with two nodes",
+    ),
+    (
+        "pair-vrrp-one-node",
+        _pair(lambda lb, v: (_one_node(lb), lb.update(vrrp={"routerId": 3}))),
+        LB + ".vrrp",
+        "only with two nodes",
+    ),
+    (
+        "pair-node-as-backend",
+        _pair(lambda lb, v: lb.update(backends=["webserver1", "haproxy2"])),
+        LB + ".backends[1]",
+        "a balancer node cannot balance onto itself",
+    ),
+    (
+        "pair-two-networks",
+        _pair(
+            lambda lb, v: (
+                lb.update(nodes=["haproxy", "docker1"], backups=[]),
+                host(v, "docker1")["bridges"][0].update(address="10.0.0.6/16"),
+            )
+        ),
+        LB + ".virtualAddress",
+        "the nodes are on 10.0.0.0/24 and 10.0.0.0/16: one network",
+    ),
+]
+
 HARDENING_CASES: list[tuple[str, Callable[[dict], None], str, str]] = [
     # kickstart: %packages lines, the timezone command, the url command
     (
@@ -796,6 +980,7 @@ CASES: list[tuple[str, Callable[[dict], None], str, str]] = [
     ("domain-invalid", lambda v: v.update(domain="Bad Domain!"), "virtfleet:domain", "DNS domain"),
     *HARDENING_CASES,
     *RULE_CASES,
+    *PAIR_CASES,
 ]
 
 

@@ -81,8 +81,9 @@ def _index(values: dict, kind: str, name: str) -> int:
 
 
 SUBNET = ipaddress.ip_network("10.0.0.0/24")  # prod's LAN, where the addresses are drawn
-# guests whose address nothing else refers to (the balancer node's is its frontend's too)
-MOVABLE = [g["name"] for g in PROD["guests"] if g.get("network") and g["name"] != PROD["loadBalancer"]["node"]]
+# guests whose address nothing else refers to (the balancer nodes' are each other's VRRP peers)
+MOVABLE = [g["name"] for g in PROD["guests"] if g.get("network") and g["name"] not in PROD["loadBalancer"]["nodes"]]
+VIRTUAL = ipaddress.ip_address(PROD["loadBalancer"]["virtualAddress"])  # the pair's: free, but not for a guest
 
 
 # every address some rule is about, so each rule's edge is drawn, not only hoped for
@@ -91,6 +92,7 @@ SPECIAL = sorted(
     | {ipaddress.ip_interface(b["address"]).ip for h in PROD["hosts"] for b in h["bridges"]}
     | {ipaddress.ip_address(b["gateway"]) for h in PROD["hosts"] for b in h["bridges"]}
     | {ipaddress.ip_address(g["network"]["ip"]) for g in PROD["guests"] if g.get("network")}
+    | {VIRTUAL}
 )
 
 
@@ -121,6 +123,14 @@ def test_a_guest_address_is_accepted_exactly_when_it_is_free_in_its_subnet(name,
         expected = "gateway"
     elif ip in taken:
         expected = "is already used"
+    elif ip == VIRTUAL:  # reported at the pair's address, the key that takes it from the guest
+        assert [(p.path, p.message) for p in problems] == [
+            (
+                "virtfleet:loadBalancer.virtualAddress",
+                f"is already guest {name}'s address: the virtual address must be free",
+            )
+        ]
+        return
     else:
         assert problems == [], problems
         return

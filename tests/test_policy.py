@@ -120,6 +120,8 @@ def run(kind: str):
         values["hosts"][0]["selinux"] = "disabled"
         values["hosts"][0]["console"]["allowFrom"] = ["10.0.0.0/25", "0.0.0.0/0"]  # kvm1's console
         values["loadBalancer"]["backups"] = []
+        values["loadBalancer"] |= {"nodes": ["haproxy"], "virtualAddress": None, "vrrp": None}  # one balancer
+        values["loadBalancer"]["frontend"]["address"] = "10.0.0.10"
         values["loadBalancer"]["stats"]["bind"] = {"address": "0.0.0.0", "port": 8404}
         values["loadBalancer"]["https"] = {"enabled": False}  # site and stats page over plain HTTP
         for guest in values["guests"]:  # prod pins every image: not here
@@ -165,6 +167,7 @@ def test_every_policy_is_tested_here():
         "guests-protected",
         "tier-https-only",
         "console-restricted",
+        "tier-redundant",
     }
     assert {p.name for p in POLICIES} == tested
 
@@ -246,6 +249,17 @@ def test_host_capacity_sums_model_and_outside_guests():
     assert "claim 39420 MiB memory" in kvm1.message and "39321.6 MiB" in kvm1.message
     assert "outside-vm" in kvm1.message and "webserver1" in kvm1.message
     assert of("compliant", "host-capacity") == []  # 35120 MiB on kvm1 fits
+
+
+def test_tier_redundant():
+    """prod's pair passes; one balancer node is reported on the tier, naming the node and the keys to set."""
+    bad = by_name("violating", "tier-redundant")
+    assert list(bad) == ["haproxy-tier"], bad
+    (message,) = bad["haproxy-tier"]
+    assert message.startswith("the HAProxy tier runs on one node (haproxy): ") and "loadBalancer.nodes" in message
+    assert of("compliant", "tier-redundant") == []
+    dev = [f for f in evaluate(recording("dev")[1], ALL_MANDATORY) if f.policy == "tier-redundant"]
+    assert [f.message.split("(")[1].split(")")[0] for f in dev] == ["devbox"]
 
 
 def test_balancer_checked_with_backup():

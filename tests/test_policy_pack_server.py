@@ -124,8 +124,13 @@ def test_the_pack_and_the_offline_adapter_agree_on_a_stack_with_violations(analy
     for record in recording.resources:
         response = analyzer.Analyze(proto.AnalyzeRequest(**_fields(record, by_urn)))
         served |= _verdicts(response.diagnostics, descriptions, record.urn)
+    # At the stack's end the engine holds a component's registered outputs as its properties.
     resources = [
-        proto.AnalyzerResource(**_fields(r, by_urn), parent=r.parent, dependencies=r.dependencies)
+        proto.AnalyzerResource(
+            **(_fields(r, by_urn) | ({"properties": _struct(r.outputs)} if r.outputs is not None else {})),
+            parent=r.parent,
+            dependencies=r.dependencies,
+        )
         for r in recording.resources
     ]
     stack = analyzer.AnalyzeStack(proto.AnalyzeStackRequest(resources=resources))

@@ -1,6 +1,7 @@
 """XenGuest under the Pulumi mocks (L2).
 
-prod's Xen guests (webserver2, a web server of the HAProxy tier, and mailserver, both on xen1) get
+prod's Xen guests (webserver2, a web server of the HAProxy tier, mailserver and haproxy2, the balancer
+pair's second node, all on xen1) get
 their component and steps: one shared image download on the host, a seed step and a domain step
 per guest. The domain waits for its host's steps, its seed and the download; the tier's web server
 step on webserver2 waits for the domain. What xl cannot change on a live domain is the only thing
@@ -38,7 +39,7 @@ def domain_command(rec, guest=GUEST):
 def test_prod_xen_guests_get_their_components_and_steps():
     fleet, rec = recording("prod")
     xen = [g for g in fleet.guests if g.type == "xen"]
-    assert {g.name for g in xen} == {"webserver2", "mailserver"}
+    assert {g.name for g in xen} == {"webserver2", "mailserver", "haproxy2"}
     for guest in xen:
         component = rec.named(guest.name, "virtfleet:guest:XenGuest")
         steps = {r.name for r in rec.children(component.urn)}
@@ -49,7 +50,7 @@ def test_prod_xen_guests_get_their_components_and_steps():
         assert "triggers[*]" in domain.replace_on_changes and domain.delete_before_replace
         assert domain.protect is guest.protect and domain.inputs["logging"] == "stdoutAndStderr"
         assert domain.inputs["update"] == domain.inputs["create"]
-    # One download for both guests (same host, same default image), parented to the host.
+    # One download for the three guests (same host, same image), parented to the host.
     downloads = [c for c in rec.of_type(COMMAND) if c.name.startswith(f"{HOST}-xen-base-")]
     assert len(downloads) == 1
     # Every step that prepares the host; its console (Cockpit) is none of the guests' business.

@@ -57,7 +57,7 @@ def firewall_ports(host: Host, fleet: Fleet) -> list[str]:
     its containers publish on a non-loopback address."""
     ports: set[str] = set()
     lb = fleet.load_balancer
-    if lb is not None and lb.node == host.name:
+    if lb is not None and host.name in lb.nodes:
         ports.add(f"{lb.frontend.port}/tcp")
         if lb.https.enabled:
             ports.add(f"{lb.https.port}/tcp")

@@ -135,8 +135,8 @@ def render_haproxy_cfg(lb: LoadBalancer, fleet: Fleet, *, stats_password: str | 
     return render(
         "haproxy.cfg.j2",
         lb=lb,
-        node=lb.node,
-        check_host=f"{lb.node}.{fleet.domain}",
+        node=" and ".join(lb.nodes),
+        check_host=f"{lb.primary}.{fleet.domain}",
         frontend_bind=_bind(lb.frontend),
         https_bind=_bind(lb.frontend, lb.https.port) if lb.https.enabled else None,
         stats_bind=_bind(lb.stats_bind) if lb.stats.enabled else None,
@@ -195,17 +195,20 @@ def firewall_ports(lb: LoadBalancer) -> list[int]:
     return [port for endpoint, port in _binds(lb) if not endpoint.address.is_loopback]
 
 
-def _url(scheme: str, endpoint: Endpoint, port: int, fleet: Fleet, node: str, path: str = "/") -> str:
-    # 0.0.0.0 binds every address: a client reaches the node by its own address.
-    host = fleet.machine_address(node) if endpoint.address.is_unspecified else str(endpoint.address)
+def _url(scheme: str, endpoint: Endpoint, port: int, fleet: Fleet, lb: LoadBalancer, path: str = "/") -> str:
+    # 0.0.0.0 binds every address: a client reaches one node by its own address, a pair by the shared one.
+    if not endpoint.address.is_unspecified:
+        host = str(endpoint.address)
+    else:
+        host = str(lb.virtual_address) if lb.pair else fleet.machine_address(lb.primary)
     default = {"http": 80, "https": 443}[scheme]
     return f"{scheme}://{host}{'' if port == default else f':{port}'}{path}"
 
 
 def frontend_url(lb: LoadBalancer, fleet: Fleet) -> str:
     if lb.https.enabled:
-        return _url("https", lb.frontend, lb.https.port, fleet, lb.node)
-    return _url("http", lb.frontend, lb.frontend.port, fleet, lb.node)
+        return _url("https", lb.frontend, lb.https.port, fleet, lb)
+    return _url("http", lb.frontend, lb.frontend.port, fleet, lb)
 
 
 def stats_url(lb: LoadBalancer, fleet: Fleet) -> str | None:
@@ -213,4 +216,4 @@ def stats_url(lb: LoadBalancer, fleet: Fleet) -> str | None:
         return None
     # With HTTPS on, the stats page is HTTPS too: its Basic-auth password never crosses the wire in clear.
     scheme = "https" if lb.https.enabled else "http"
-    return _url(scheme, lb.stats_bind, lb.stats_bind.port, fleet, lb.node, lb.stats.uri)
+    return _url(scheme, lb.stats_bind, lb.stats_bind.port, fleet, lb, lb.stats.uri)

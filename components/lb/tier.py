@@ -41,25 +41,37 @@ from .balancer_files import (
     render_tmpfiles_conf,
     stats_url,
 )
+from .vrrp_files import (
+    KEEPALIVED_CONF,
+    NOTIFY_SCRIPT,
+    SYSCTL_CONF,
+    SYSCTLS,
+    own_and_peer,
+    render_keepalived_conf,
+    render_notify_script,
+    render_sysctl_conf,
+    vrrp_rich_rule,
+)
 from .web_servers import WebServerStep, web_server_steps
 
 
-def node_os_family(lb: LoadBalancer, fleet: Fleet) -> str:
-    host = next((h for h in fleet.hosts if h.name == lb.node), None)
-    return host.os_family if host is not None else fleet.guest(lb.node).os_family
+def node_os_family(node: str, fleet: Fleet) -> str:
+    host = next((h for h in fleet.hosts if h.name == node), None)
+    return host.os_family if host is not None else fleet.guest(node).os_family
 
 
-def render_install_step(lb: LoadBalancer, fleet: Fleet) -> RenderedStep:
-    """``haproxy-install`` on the node (pure; no secret in it)."""
+def render_install_step(lb: LoadBalancer, fleet: Fleet, node: str | None = None) -> RenderedStep:
+    """``haproxy-install`` on a node (default: the first; pure, no secret in it)."""
+    node = node or lb.primary
     ports = set(balancer_ports(lb))
     return render_step(
-        lb.node,
+        node,
         "haproxy-install",
         "haproxy-install",
         files=[RemoteFile(RSYSLOG_PATH, render_rsyslog_conf(lb)), RemoteFile(TMPFILES_PATH, render_tmpfiles_conf())],
         lock=True,  # the package manager, firewall and SELinux policy
         install_files=False,  # the script installs them: the snippet only once rsyslogd -N1 accepts it
-        package_manager=os_family(node_os_family(lb, fleet)).package_manager,
+        package_manager=os_family(node_os_family(node, fleet)).package_manager,
         socket_dir="/run/haproxy",
         record="/var/lib/virtfleet/installed/haproxy-install",
         sebool_record="/var/lib/virtfleet/haproxy-install.haproxy_connect_any",
@@ -71,9 +83,15 @@ def render_install_step(lb: LoadBalancer, fleet: Fleet) -> RenderedStep:
 
 
 def render_config_step(
-    lb: LoadBalancer, fleet: Fleet, *, stats_password: str | None, certificate_pem: str | None
+    lb: LoadBalancer,
+    fleet: Fleet,
+    node: str | None = None,
+    *,
+    stats_password: str | None,
+    certificate_pem: str | None,
 ) -> RenderedStep:
-    """``haproxy-config`` on the node (pure). Its text holds the stats password: keep it secret.
+    """``haproxy-config`` on a node (default: the first; pure). Its text holds the stats password: keep
+    it secret. Both nodes of a pair get the same files.
 
     The files travel inside the script as candidates and are installed only after ``haproxy -c``
     accepted them (``install_files=False``).
@@ -84,7 +102,7 @@ def render_config_step(
             raise ValueError("HTTPS is enabled, so the frontend needs a certificate")
         files.append(RemoteFile(f"{CERT_DIR}/{CERT_FILE}", certificate_pem, 0o600))
     return render_step(
-        lb.node,
+        node or lb.primary,
         "haproxy-config",
         "haproxy-config",
         files=files,
@@ -92,6 +110,33 @@ def render_config_step(
         install_files=False,  # installed by the script, after haproxy -c accepts them
         has_cert=lb.https.enabled,
         cert_file=CERT_FILE,
+    )
+
+
+def render_vrrp_step(lb: LoadBalancer, fleet: Fleet, node: str) -> RenderedStep:
+    """``haproxy-vrrp`` on a node of a pair (pure): keepalived, its files, VRRP from the peer only."""
+    own, peer = own_and_peer(lb, fleet, node)
+    return render_step(
+        node,
+        "haproxy-vrrp",
+        "haproxy-vrrp",
+        files=[
+            RemoteFile(KEEPALIVED_CONF, render_keepalived_conf(lb, fleet, node), 0o640),
+            RemoteFile(NOTIFY_SCRIPT, render_notify_script(lb, fleet, node), 0o755),
+            RemoteFile(SYSCTL_CONF, render_sysctl_conf(), 0o644),
+        ],
+        lock=True,  # the package manager, sysctl, firewalld
+        install_files=False,  # the script installs them, recording what the node had
+        package_manager=os_family(node_os_family(node, fleet)).package_manager,
+        record_dir="/var/lib/virtfleet/haproxy-vrrp",
+        conf=KEEPALIVED_CONF,
+        notify=NOTIFY_SCRIPT,
+        sysctl_conf=SYSCTL_CONF,
+        sysctls=list(SYSCTLS),
+        rich_rules=[vrrp_rich_rule(peer)],
+        peer=peer.name,
+        virtual_address=str(lb.virtual_address),
+        interface=own.interface,
     )
 
 
@@ -123,19 +168,9 @@ class HaproxyTier(pulumi.ComponentResource):
         for web in web_server_steps(lb, fleet):
             self.web_servers[web.guest.name] = self._web_server(web, fleet, hosts, guests, secrets)
 
-        connection, ready = self._node_access(lb, fleet, hosts, guests, secrets)
-        install = RemoteStep(
-            render_install_step(lb, fleet),
-            machine=lb.node,
-            name="haproxy-install",
-            connection=connection,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=ready),
-        )
         password = secrets.stats_password if lb.stats.enabled else None
         certificate = self._certificate(lb, fleet, secrets) if lb.https.enabled else None
-        step = pulumi.Output.all(password, certificate).apply(
-            lambda values: render_config_step(lb, fleet, stats_password=values[0], certificate_pem=values[1])
-        )
+        secret_values = pulumi.Output.all(password, certificate)
         # What the policy pack judges at preview: the same files with the secrets masked.
         public = render_config_step(
             lb,
@@ -143,15 +178,44 @@ class HaproxyTier(pulumi.ComponentResource):
             stats_password=MASKED if password is not None else None,
             certificate_pem=MASKED if certificate is not None else None,
         )
-        self.config_step = RemoteStep(
-            step,
-            machine=lb.node,
-            name="haproxy-config",
-            connection=connection,
-            public_files={f.path: f.content for f in public.files},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[install]),
-        )
-        self.haproxy_cfg = pulumi.Output.secret(step.apply(lambda s: s.files[0].content))
+        self.config_steps: dict[str, RemoteStep] = {}
+        for node in lb.nodes:
+            connection, ready = self._node_access(node, fleet, hosts, guests, secrets)
+            install = RemoteStep(
+                render_install_step(lb, fleet, node),
+                machine=node,
+                name="haproxy-install",
+                connection=connection,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=ready),
+            )
+            before_config: list[pulumi.Resource] = [install]
+            if lb.pair:
+                # keepalived and ip_nonlocal_bind first: haproxy binds the shared address on both nodes.
+                before_config.append(
+                    RemoteStep(
+                        render_vrrp_step(lb, fleet, node),
+                        machine=node,
+                        name="haproxy-vrrp",
+                        connection=connection,
+                        opts=pulumi.ResourceOptions(parent=self, depends_on=[install]),
+                    )
+                )
+            # The same files on every node of a pair.
+            step = secret_values.apply(
+                lambda values, node=node: render_config_step(
+                    lb, fleet, node, stats_password=values[0], certificate_pem=values[1]
+                )
+            )
+            if node == lb.primary:
+                self.haproxy_cfg = pulumi.Output.secret(step.apply(lambda s: s.files[0].content))
+            self.config_steps[node] = RemoteStep(
+                step,
+                machine=node,
+                name="haproxy-config",
+                connection=connection,
+                public_files={f.path: f.content for f in public.files},
+                opts=pulumi.ResourceOptions(parent=self, depends_on=before_config),
+            )
         self.frontend_url = pulumi.Output.from_input(frontend_url(lb, fleet))
         self.stats_url = pulumi.Output.from_input(stats_url(lb, fleet))
         # The credentials are both secret outputs, the user name too (the issue's "credentials").
@@ -164,6 +228,9 @@ class HaproxyTier(pulumi.ComponentResource):
                 "statsUser": self.stats_user,
                 "statsPassword": self.stats_password,
                 "haproxyCfg": self.haproxy_cfg,
+                # The policy pack reads these (tier-redundant): the balancer nodes and their shared address.
+                "nodes": list(lb.nodes),
+                "virtualAddress": str(lb.virtual_address) if lb.pair else None,
             }
         )
 
@@ -200,11 +267,11 @@ class HaproxyTier(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
         )
 
-    def _node_access(self, lb: LoadBalancer, fleet: Fleet, hosts: dict, guests: dict, secrets: Secrets):
-        """SSH to the balancer's node and what must exist first: a host's ready steps or the guest."""
-        if lb.node in hosts:
-            return hosts[lb.node].connection, list(hosts[lb.node].ready)
-        guest = fleet.guest(lb.node)
+    def _node_access(self, node: str, fleet: Fleet, hosts: dict, guests: dict, secrets: Secrets):
+        """SSH to a balancer node and what must exist first: a host's ready steps or the guest."""
+        if node in hosts:
+            return hosts[node].connection, list(hosts[node].ready)
+        guest = fleet.guest(node)
         if isinstance(guest, DockerGuest):
             pulumi.log.warn(
                 f"balancer node {guest.name} is a docker guest; the tier reaches it over SSH, "
@@ -218,7 +285,7 @@ class HaproxyTier(pulumi.ComponentResource):
         """PEM chain + key: ``virtfleet:tlsCertificate``, or a self-signed one from pulumi-tls."""
         if secrets.tls_certificate is not None:
             return secrets.tls_certificate
-        name = lb.https.common_name or f"{lb.node}.{fleet.domain}"
+        name = lb.https.common_name or f"{lb.primary}.{fleet.domain}"
         child = pulumi.ResourceOptions(parent=self)
         key = tls.PrivateKey("haproxy-frontend-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
         cert = tls.SelfSignedCert(
@@ -226,7 +293,7 @@ class HaproxyTier(pulumi.ComponentResource):
             private_key_pem=key.private_key_pem,
             subject=tls.SelfSignedCertSubjectArgs(common_name=name),
             dns_names=[name],
-            ip_addresses=[] if lb.frontend.address.is_unspecified else [str(lb.frontend.address)],
+            ip_addresses=[str(a) for a in (lb.frontend.address, lb.virtual_address) if a and not a.is_unspecified][:1],
             validity_period_hours=24 * 365,
             early_renewal_hours=24 * 30,
             allowed_uses=["key_encipherment", "digital_signature", "server_auth"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, ValidationInfo, field_validator
+from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 from .common import DnsName, Frozen, Name, Port
 
@@ -109,8 +109,43 @@ class ClientLimits(Frozen):
     )
 
 
+# VRRP (keepalived) between two balancer nodes. VRRPv3 (RFC 5798): sub-second advertisements, and no
+# authentication in the protocol (RFC 5798 dropped it; keepalived ignores an authentication block with
+# vrrp_version 3), so the adverts go unicast between the two nodes and each node's firewall admits
+# VRRP from its peer's address only.
+VRRP_PRIORITIES = (150, 100)  # nodes[0], nodes[1]: the first node is the master at the first election
+
+
+class Vrrp(Frozen):
+    router_id: int = Field(
+        ge=1,
+        le=255,
+        description="the VRRP virtual router id (1-255); unique on the frontend's network, across every stack "
+        "that shares that network (make plan checks the committed stacks)",
+    )
+    advert_interval_ms: int = Field(
+        200,
+        ge=10,
+        le=40950,
+        multiple_of=10,
+        description="VRRPv3 advertisement interval (10 ms steps). The backup takes over after 3 intervals "
+        "without an advert plus its skew ((256-100)/256 of an interval): 200 ms gives about 0.72 s",
+    )
+
+
 class LoadBalancer(Frozen):
-    node: Name = Field(description="the host or guest that runs HAProxy")
+    node: Name | None = Field(None, description="the host or guest that runs HAProxy (one node; or nodes)")
+    nodes_: tuple[Name, ...] = Field(
+        (),
+        alias="nodes",
+        max_length=2,
+        description="one or two hosts or guests that run HAProxy; two share virtualAddress through VRRP "
+        "(keepalived), the first is the master at the first election",
+    )
+    virtual_address: IPv4Address | None = Field(
+        None, description="with two nodes: the address that moves between them (on their common network)"
+    )
+    vrrp: Vrrp | None = Field(None, description="with two nodes: the VRRP instance the pair runs")
     frontend: Endpoint
     https: Https = Https()
     backends: tuple[Name, ...] = Field(min_length=1, description="guest names of the web servers")
@@ -134,6 +169,32 @@ class LoadBalancer(Frozen):
     client_limits: ClientLimits = Field(
         ClientLimits(), description="per-client connection and request-rate limits (off unless enabled)"
     )
+
+    @model_validator(mode="after")
+    def _one_way_to_name_nodes(self) -> LoadBalancer:
+        if self.node is not None and self.nodes_:
+            raise ValueError("give node (one balancer) or nodes (one or two), not both")
+        if self.node is None and not self.nodes_:
+            raise ValueError("nodes (or node) is required: the host or guest that runs HAProxy")
+        return self
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        """The balancer nodes: ``nodes``, or the single ``node``."""
+        return self.nodes_ or (self.node,)  # type: ignore[return-value]
+
+    @property
+    def primary(self) -> str:
+        """The first node: the only one, or the pair's first master."""
+        return self.nodes[0]
+
+    @property
+    def pair(self) -> bool:
+        return len(self.nodes) == 2
+
+    def node_key(self, index: int) -> tuple[str | int, ...]:
+        """The key path parts a user wrote for node ``index`` (``node`` or ``nodes[i]``)."""
+        return ("loadBalancer", "node") if self.node is not None else ("loadBalancer", "nodes", index)
 
     @property
     def stats_bind(self) -> Endpoint:

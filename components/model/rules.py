@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from ipaddress import IPv4Address
 from typing import Any
 
+from .balancer_pair import pair_rules
 from .errors import Problem, key_path
 from .guests import DockerGuest, Guest, OpenvzGuest, ostemplate_family
 from .hosts import CONSOLE_PORT, EL7_ONLY_ROLES, ROLE_CONFLICTS, Host, Role, SshAccess
@@ -333,12 +334,13 @@ def host_ports(hosts: Indexed, guests: Indexed, lb: LoadBalancer | None) -> list
             for j, port in enumerate(guest.ports):
                 path = key_path("guests", i, "ports", j, "hostPort")
                 binds[guest.host].append((path, port.protocol, port.host_ip, port.host_port, "the port"))
-        elif lb is not None and guest.name == lb.node:
+        elif lb is not None and guest.name in lb.nodes:
             # a guest balancer node is managed over SSH on port 22 of its own address
             ssh = f"the SSH port virtfleet manages guest {guest.name} through"
             binds[guest.name].append((key_path("guests", i, "name"), "tcp", None, 22, ssh))
-    if lb is not None and lb.node in {h.name for _, h in hosts} | {g.name for _, g in guests}:
-        binds[lb.node] += _lb_binds(lb)
+    machines = {h.name for _, h in hosts} | {g.name for _, g in guests}
+    for node in set(lb.nodes if lb is not None else ()) & machines:
+        binds[node] += _lb_binds(lb)
     problems = []
     for entries in binds.values():
         problems += _colliding_binds(entries)
@@ -375,42 +377,9 @@ def load_balancer_rules(
         return []
     by_guest = {g.name: g for _, g in guests}
     problems = []
-    if lb.node not in by_host and lb.node not in by_guest:
-        if lb.node in invalid.hosts | invalid.guests:
-            kind = "host" if lb.node in invalid.hosts else "guest"
-            problems += invalid.mention(key_path("loadBalancer", "node"), kind, lb.node)
-        else:
-            problems.append(Problem(key_path("loadBalancer", "node"), "names no host or guest", lb.node))
-    else:
-        node = by_host.get(lb.node) or by_guest[lb.node]
-        if node.os_family == "el7":
-            problems.append(
-                Problem(
-                    key_path("loadBalancer", "node"),
-                    "runs el7, whose haproxy is 1.5; the tier's configuration needs HAProxy 2.4 or newer "
-                    "(el9 ships 2.4/2.8): put the balancer on an el9 host or guest",
-                    lb.node,
-                )
-            )
-        node_addresses = _addresses_of(lb.node, by_host, by_guest)
-        for path, endpoint in (
-            (key_path("loadBalancer", "frontend", "address"), lb.frontend),
-            (
-                key_path("loadBalancer", "stats", "bind", "address"),
-                lb.stats_bind if lb.stats.enabled else None,
-            ),
-        ):
-            if endpoint is None or endpoint.address.is_unspecified or endpoint.address.is_loopback:
-                continue
-            if endpoint.address not in node_addresses:
-                shown = ", ".join(map(str, sorted(node_addresses))) or "none"
-                problems.append(
-                    Problem(
-                        path,
-                        f"is not an address of {lb.node} ({shown}, 127.0.0.1 or 0.0.0.0)",
-                        str(endpoint.address),
-                    )
-                )
+    for i, name in enumerate(lb.nodes):
+        problems += _balancer_node(lb, i, name, by_host, by_guest, invalid)
+    problems += pair_rules(lb, by_host, by_guest)
     for group in ("backends", "backups"):
         problems += _duplicates(
             [(key_path("loadBalancer", group, j), name) for j, name in enumerate(getattr(lb, group))],
@@ -427,8 +396,46 @@ def load_balancer_rules(
                 problems.append(Problem(path, "a web server needs network.ip so the balancer can reach it", name))
             elif group == "backups" and name in lb.backends:
                 problems.append(Problem(path, "is already a backend; a server is either backend or backup", name))
-            elif name == lb.node:
-                problems.append(Problem(path, "the balancer node cannot balance onto itself", name))
+            elif name in lb.nodes:
+                problems.append(Problem(path, "a balancer node cannot balance onto itself", name))
+    return problems
+
+
+def _balancer_node(
+    lb: LoadBalancer, index: int, name: str, by_host: dict[str, Host], by_guest: dict[str, Guest], invalid: Invalid
+) -> list[Problem]:
+    path = key_path(*lb.node_key(index))
+    if name not in by_host and name not in by_guest:
+        if name in invalid.hosts | invalid.guests:
+            return invalid.mention(path, "host" if name in invalid.hosts else "guest", name)
+        return [Problem(path, "names no host or guest", name)]
+    node = by_host.get(name) or by_guest[name]
+    problems = []
+    if node.os_family == "el7":
+        problems.append(
+            Problem(
+                path,
+                "runs el7, whose haproxy is 1.5; the tier's configuration needs HAProxy 2.4 or newer "
+                "(el9 ships 2.4/2.8): put the balancer on an el9 host or guest",
+                name,
+            )
+        )
+    if index > 0:  # the pair's addresses are checked once, with its first node
+        return problems
+    # A pair binds the virtual address (pair_rules checks the frontend); one node binds its own.
+    own = {lb.virtual_address} - {None} if lb.pair else _addresses_of(name, by_host, by_guest)
+    for endpoint_path, endpoint in (
+        (key_path("loadBalancer", "frontend", "address"), None if lb.pair else lb.frontend),
+        (key_path("loadBalancer", "stats", "bind", "address"), lb.stats_bind if lb.stats.enabled else None),
+    ):
+        if endpoint is None or endpoint.address.is_unspecified or endpoint.address.is_loopback:
+            continue
+        if endpoint.address not in own:
+            shown = ", ".join(map(str, sorted(own))) or "none"
+            what = "the pair's virtual address" if lb.pair else f"an address of {name}"
+            problems.append(
+                Problem(endpoint_path, f"is not {what} ({shown}, 127.0.0.1 or 0.0.0.0)", str(endpoint.address))
+            )
     return problems
 
 
@@ -473,7 +480,7 @@ def guest_logins(guests: Indexed, lb: LoadBalancer | None, ssh: SshAccess | None
     (the tier's web servers and node of a type it reaches over SSH) would refuse it."""
     if lb is None or ssh is None or not ssh.use_agent or ssh.authorized_keys:
         return []
-    wanted = {*lb.backends, *lb.backups, lb.node}
+    wanted = {*lb.backends, *lb.backups, *lb.nodes}
     names = [g.name for _, g in guests if g.name in wanted and g.type in LOGIN_TYPES]
     if not names:
         return []

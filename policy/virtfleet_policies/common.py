@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 HOST_TYPE = "virtfleet:host:HypervisorHost"
+TIER_TYPE = "virtfleet:lb:HaproxyTier"
 STEP_TYPE = "virtfleet:remote:RemoteStep"
 FILES_TYPE = "virtfleet:render:RenderedFiles"
 DOMAIN_TYPE = "libvirt:index/domain:Domain"

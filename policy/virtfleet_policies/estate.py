@@ -22,6 +22,7 @@ from .common import (
     HOST_TYPE,
     REMOTE_IMAGE_TYPE,
     STEP_TYPE,
+    TIER_TYPE,
     VOLUME_TYPE,
     haproxy_configs,
     label,
@@ -134,6 +135,26 @@ balancer_checked_with_backup = ResourceValidationPolicy(
 )
 
 
+def _redundant(args: StackValidationArgs, report: ReportViolation) -> None:
+    for tier in (r for r in args.resources if r.resource_type == TIER_TYPE):
+        nodes = tier.props.get("nodes") or []
+        if len(nodes) < 2:
+            report(
+                f"the HAProxy tier runs on one node ({', '.join(map(str, nodes)) or '?'}): when it is down or "
+                "rebooting, the whole site is. List two in loadBalancer.nodes and give them loadBalancer."
+                "virtualAddress and vrrp.routerId (keepalived moves the address to the live one).",
+                tier.urn,
+            )
+
+
+tier_redundant = StackValidationPolicy(
+    name="tier-redundant",
+    description="The HAProxy tier has two balancer nodes sharing a virtual address (VRRP), not one.",
+    enforcement_level=EnforcementLevel.ADVISORY,
+    validate=_redundant,
+)
+
+
 def _image_pinned(args: ResourceValidationArgs, report: ReportViolation) -> None:
     who = label(args.resource_type, args.name)
     if args.resource_type == VOLUME_TYPE:
@@ -191,4 +212,4 @@ guests_protected = ResourceValidationPolicy(
     validate=_protected,
 )
 
-POLICIES = [host_capacity, balancer_checked_with_backup, images_pinned, guests_protected]
+POLICIES = [host_capacity, balancer_checked_with_backup, tier_redundant, images_pinned, guests_protected]
