@@ -207,7 +207,7 @@ class Lab:
         net.create_switch(self.prefix)
         net.add_machine(self.prefix, 0, "op", [topo.operator])
         for index, machine in enumerate(topo.machines, start=1):
-            net.add_machine(self.prefix, index, machine.name, list(machine.addresses))
+            net.add_machine(self.prefix, index, machine.name, list(machine.addresses), machine.interface)
         if any("@sha256:" in ref for host in topo.machines for ref in self._docker_images(values, host.name)):
             self.registry = f"{topo.operator_ip}:{REGISTRY_PORT}"
         self.say("[2/5] machines: sshd views with the EL fakes; real libvirtd/dockerd where the stack has them")
@@ -408,16 +408,54 @@ class Lab:
         lb = values.get("loadBalancer")
         if not lb:
             return None
-        node = lb["node"]
-        # (the configuration names its own pidfile, /run/haproxy.pid; -sf hands over a running one)
-        self.ssh(
-            node,
-            "set -e; mkdir -p /run/haproxy; haproxy -c -q -f /etc/haproxy/haproxy.cfg; "
-            'if [ -s /run/haproxy.pid ] && kill -0 "$(cat /run/haproxy.pid)" 2>/dev/null; then '
-            'haproxy -D -f /etc/haproxy/haproxy.cfg -sf "$(cat /run/haproxy.pid)"; '
-            "else haproxy -D -f /etc/haproxy/haproxy.cfg; fi",
-        )
-        return node
+        nodes = lb.get("nodes") or [lb["node"]]
+        for node in nodes:
+            # (the configuration names its own pidfile, /run/haproxy.pid; -sf hands over a running one)
+            self.ssh(
+                node,
+                "set -e; mkdir -p /run/haproxy; haproxy -c -q -f /etc/haproxy/haproxy.cfg; "
+                'if [ -s /run/haproxy.pid ] && kill -0 "$(cat /run/haproxy.pid)" 2>/dev/null; then '
+                'haproxy -D -f /etc/haproxy/haproxy.cfg -sf "$(cat /run/haproxy.pid)"; '
+                "else haproxy -D -f /etc/haproxy/haproxy.cfg; fi",
+            )
+        if len(nodes) == 2:
+            self._start_keepalived(nodes, str(lb["virtualAddress"]))
+        return nodes[0]
+
+    def _start_keepalived(self, nodes: list[str], virtual_address: str) -> None:
+        """Debian's keepalived on both nodes of a pair, with the keepalived.conf the step installed, then
+        wait (10 s at most) until exactly one node holds the virtual address. keepalived enters the
+        node's network namespace itself (``-s``) after opening the kernel's process-event channel,
+        which only the initial network namespace has (a real EL node is there); it runs outside the
+        node's view, so it counts every haproxy of the lab (the L4 pair lab gives each node's haproxy
+        a name of its own and measures the failover) and finds no notify script (the view holds it)."""
+        for node in nodes:
+            namespace = f"{self.prefix}-{node}"
+            run = self.dir / "keepalived" / node
+            run.mkdir(parents=True, exist_ok=True)
+            if (run / "keepalived.pid").exists():
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int((run / "keepalived.pid").read_text()), signal.SIGTERM)
+            conf = self.views[node].root_path("/etc/keepalived/keepalived.conf")
+            argv = ["keepalived", "--namespace", namespace, "--dont-fork", "--log-console", "--log-detail",
+                    "--no-syslog", "-f", str(conf), "-p", str(run / "keepalived.pid"),
+                    "-r", str(run / "vrrp.pid")]  # fmt: skip
+            with open(run / "keepalived.log", "ab") as log:
+                subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            holders = [n for n in nodes if f" {virtual_address}/" in self._addresses(n)]
+            if len(holders) == 1:
+                return
+            time.sleep(0.1)
+        logs = "\n".join((self.dir / "keepalived" / n / "keepalived.log").read_text()[-1500:] for n in nodes)
+        raise LabError(f"the pair did not settle on one holder of {virtual_address} within 10 s:\n{logs}")
+
+    def _addresses(self, node: str) -> str:
+        namespace = f"{self.prefix}-{node}"
+        return subprocess.run(
+            ["ip", "-n", namespace, "-4", "-o", "addr", "show"], capture_output=True, text=True, timeout=10
+        ).stdout
 
     def _serve_container_page(self, machine) -> None:
         host, path = machine.serves_from

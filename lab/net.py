@@ -50,19 +50,32 @@ def create_switch(prefix: str) -> str:
     return namespace
 
 
-def add_machine(prefix: str, index: int, name: str, addresses: list[str]) -> str:
-    """Namespace ``<prefix>-<name>`` with lo up and ``eth0`` (holding ``addresses``) on the switch."""
+def add_machine(prefix: str, index: int, name: str, addresses: list[str], interface: str = "eth0") -> str:
+    """Namespace ``<prefix>-<name>`` with lo up and ``interface`` (holding ``addresses``) on the switch."""
     namespace = f"{prefix}-{name}"
     port = f"{prefix}-{index}"
     for address in addresses:
         ipaddress.ip_interface(address)  # a typo fails here, not as a timeout later
     ip("netns", "add", namespace)
-    ip("-n", switch_namespace(prefix), "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", namespace)
+    ip(
+        "-n",
+        switch_namespace(prefix),
+        "link",
+        "add",
+        port,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        interface,
+        "netns",
+        namespace,
+    )
     ip("-n", switch_namespace(prefix), "link", "set", port, "master", "sw0", "up")
     ip("-n", namespace, "link", "set", "lo", "up")
     for address in addresses:
-        ip("-n", namespace, "addr", "add", address, "dev", "eth0")
-    ip("-n", namespace, "link", "set", "eth0", "up")
+        ip("-n", namespace, "addr", "add", address, "dev", interface)
+    ip("-n", namespace, "link", "set", interface, "up")
     return namespace
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from components.model import Fleet, KvmGuest, Role, load_fleet
+from components.model.balancer_pair import GUEST_NIC
 
 IMAGE_PORT = 8080
 CLOUD_IMAGE = "lab-cloud.qcow2"
@@ -45,6 +46,7 @@ class Machine:
     xen: bool = False  # shows itself a Xen dom0 (lab/view.py)
     vz_kernel: bool = False  # shows an OpenVZ 7 kernel (lab/view.py)
     stand_in: bool = False  # a guest the lab cannot boot: an sshd view at its address
+    interface: str = "eth0"  # the NIC's name: a KVM/Xen guest's is lan0, as virtfleet names it
     web_root: str | None = None
     # An OpenVZ container (the vzctl fake: no network of its own): its address serves the page the
     # tier put in the container's root on its host, (host, path in the host's view).
@@ -71,7 +73,7 @@ def ssh_guests(fleet: Fleet) -> list[str]:
     lb = fleet.load_balancer
     if lb is None:
         return []
-    names = [*lb.backends, *lb.backups, lb.node]
+    names = [*lb.backends, *lb.backups, *lb.nodes]
     guests = {g.name: g for g in fleet.guests}
     return [n for n in dict.fromkeys(names) if n in guests and guests[n].type in SSH_GUEST_TYPES]
 
@@ -106,6 +108,7 @@ def topology(fleet: Fleet) -> Topology:
                 addresses=(f"{guest.network.ip}/{network.prefixlen}",),
                 os_family=guest.os_family,
                 stand_in=True,
+                interface=GUEST_NIC if guest.type in ("kvm", "xen") else "eth0",
                 # a web server serves the page its step puts there (the balancer's node serves nothing)
                 web_root="/var/www/html" if name in web_servers else None,
             )

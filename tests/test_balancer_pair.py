@@ -65,7 +65,7 @@ def test_a_host_can_be_a_node_on_its_bridge():
     fleet = edited_fleet("prod", edit)
     conf = render_keepalived_conf(fleet.load_balancer, fleet, "docker1")
     assert "    interface brid0\n" in conf and "    unicast_src_ip 10.0.0.6\n" in conf
-    assert "        10.0.0.30/24 dev brid0\n" in conf and "    priority 100\n" in conf
+    assert "        10.0.0.30/24 dev brid0\n" in conf and "    priority 250\n" in conf
 
 
 def test_router_ids_clash_only_on_overlapping_networks():
@@ -109,12 +109,13 @@ def test_each_node_gets_its_own_side_of_the_pair():
     fleet = load_stack("prod")[1]
     lb = fleet.load_balancer
     first, second = (render_keepalived_conf(lb, fleet, n) for n in ("haproxy", "haproxy2"))
-    for conf, own, peer, priority in ((first, "10.0.0.10", "10.0.0.9", 150), (second, "10.0.0.9", "10.0.0.10", 100)):
+    for conf, own, peer, priority in ((first, "10.0.0.10", "10.0.0.9", 254), (second, "10.0.0.9", "10.0.0.10", 250)):
         assert f"    unicast_src_ip {own}\n    unicast_peer {{\n        {peer}\n    }}\n" in conf
         assert f"    priority {priority}\n" in conf
         assert "    state BACKUP\n" in conf and "    nopreempt\n" in conf  # decided: no second move on return
         assert "    virtual_router_id 30\n    priority" in conf and "    advert_int 0.2\n" in conf
         assert "    vrrp_version 3\n" in conf and "authentication" not in conf
+        assert "    garp_master_refresh 1\n" in conf  # a split that heals leaves no client on the old MAC
         assert f'    notify "{NOTIFY_SCRIPT}"\n' in conf
         assert "vrrp_track_process haproxy {\n    process haproxy\n    quorum 1\n}" in conf
     faster = edited_fleet("prod", lambda v: v["loadBalancer"].update(vrrp={"routerId": 30, "advertIntervalMs": 1050}))

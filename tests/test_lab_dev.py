@@ -19,11 +19,11 @@ import shlex
 import subprocess
 
 import pytest
-import yaml
 from support.lab_run import (
     DAEMONS,
     FAKES_STATE,
     differences,
+    edit_stack,
     host_snapshot,
     lab_for,
     operations,
@@ -51,15 +51,6 @@ def lab(tmp_path_factory):
 
 
 timed = functools.partial(timed_into, TIMES)  # timed(name, lab, *pulumi args, check=True)
-
-
-def edit_stack(lab, edit) -> None:
-    document = yaml.safe_load(lab.stack_file.read_text())
-    values = {k.split(":", 1)[1]: v for k, v in document["config"].items() if k.startswith("virtfleet:")}
-    edit(values)
-    for key, value in values.items():
-        document["config"][f"virtfleet:{key}"] = value
-    lab.stack_file.write_text(yaml.safe_dump(document, sort_keys=False))
 
 
 def guest_entry(values: dict, name: str) -> dict:

@@ -14,6 +14,7 @@ unprotected: nothing left but what docs/lab.md says stays; every secret of the s
 from __future__ import annotations
 
 import functools
+import json
 import re
 import ssl
 import subprocess
@@ -22,6 +23,7 @@ import pytest
 from support.lab_run import (
     DAEMONS,
     differences,
+    edit_stack,
     host_snapshot,
     lab_for,
     operations,
@@ -84,22 +86,67 @@ def test_the_tier_serves_https_with_the_stacks_certificate_and_redirects_plain_h
     lab.start_services()
     pem = lab.ssh("haproxy", "ls /etc/haproxy/certs/*.pem && cat /etc/haproxy/certs/*.pem").stdout
     stack_cert = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\n", pem, re.S).group(0)
-    served = lab.operator_argv(["openssl", "s_client", "-connect", "10.0.0.10:443", "-servername", "haproxy"])
+    served = lab.operator_argv(["openssl", "s_client", "-connect", "10.0.0.30:443", "-servername", "haproxy"])
     answer = subprocess.run(served, input="", capture_output=True, text=True, timeout=30).stdout
     assert ssl.PEM_cert_to_DER_cert(re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", answer,
                                               re.S).group(0)) == ssl.PEM_cert_to_DER_cert(stack_cert)  # fmt: skip
-    pages = {re.search(r"<h1>(\w+)</h1>", lab.http_get("https://10.0.0.10/").stdout).group(1) for _ in range(12)}
+    pages = {re.search(r"<h1>(\w+)</h1>", lab.http_get("https://10.0.0.30/").stdout).group(1) for _ in range(12)}
     assert pages == {"webserver1", "webserver2", "webserver3"}, pages
-    plain = lab.http_get("http://10.0.0.10/")
+    plain = lab.http_get("http://10.0.0.30/")
     assert plain.stdout.endswith("\n301"), plain
-    stats = lab.http_get("https://10.0.0.10:8404/stats")
+    stats = lab.http_get("https://10.0.0.30:8404/stats")
     assert stats.stdout.endswith("\n401"), "the stats page asks for its password, over TLS"
-    assert lab.http_get("http://10.0.0.10:8404/stats").stdout.endswith("\n000"), "no plain HTTP stats page"
+    assert lab.http_get("http://10.0.0.30:8404/stats").stdout.endswith("\n000"), "no plain HTTP stats page"
+
+
+PAIR = {"haproxy": "10.0.0.9", "haproxy2": "10.0.0.10"}  # each balancer node and the peer it admits VRRP from
+VRRP_FILES = " ".join(
+    (
+        "/etc/keepalived/keepalived.conf",
+        "/usr/libexec/keepalived/virtfleet-vrrp-notify",
+        "/etc/sysctl.d/90-virtfleet-balancer.conf",
+    )
+)
+
+
+def test_the_pair_shares_the_virtual_address_and_admits_vrrp_from_its_peer_only(lab):
+    """Both nodes got keepalived (the EL fakes' package and unit), their keepalived.conf, the notify script
+    with keepalived's SELinux label, ip_nonlocal_bind in their own namespace, and one rich rule: VRRP from
+    the peer. Debian's keepalived then runs each node's file: haproxy, the first node, holds 10.0.0.30."""
+    for node, peer in PAIR.items():
+        files = lab.ssh(node, f"ls -Z {VRRP_FILES}; sysctl -n net.ipv4.ip_nonlocal_bind").stdout
+        assert "keepalived_unconfined_script_exec_t" in files and files.endswith("\n1\n"), files
+        rules = lab.ssh(node, "firewall-cmd --list-rich-rules; firewall-cmd --permanent --list-rich-rules").stdout
+        assert rules.splitlines() == [f'rule family="ipv4" source address="{peer}" protocol value="vrrp" accept'] * 2
+        assert lab.ssh(node, "rpm -q keepalived && systemctl is-enabled keepalived").stdout.endswith("enabled\n")
+    held = {n: " 10.0.0.30/24 " in lab.ssh(n, "ip -4 -o addr show lan0").stdout for n in PAIR}
+    assert held == {"haproxy": True, "haproxy2": False}, held
 
 
 def test_no_change_preview_and_a_second_up_change_nothing(lab):
     timed("no-change preview", lab, "preview", "--expect-no-changes", "--stack", "lab")
     assert operations(lab.pulumi("up", "--yes", "--json", "--stack", "lab").stdout) == {}
+
+
+def test_a_new_advert_interval_updates_the_pairs_vrrp_steps_and_reloads_keepalived(lab):
+    """vrrp.advertIntervalMs 200 -> 100: the two nodes' haproxy-vrrp steps, nothing else; each node's
+    keepalived.conf says so and its keepalived was reloaded (SIGHUP keeps the address), not restarted."""
+    edit_stack(lab, lambda v: v["loadBalancer"]["vrrp"].update(advertIntervalMs=100))
+    planned = preview_steps(lab.pulumi("preview", "--json", "--stack", "lab").stdout)
+    steps = {f"{node}-haproxy-vrrp" for node in PAIR}
+    # The two commands update; their uploads go again with them (RemoteStep: they follow the step's digest).
+    assert {name: op for name, op in planned.items() if name in steps} == dict.fromkeys(steps, "update"), planned
+    assert {op for name, op in planned.items() if name not in steps} == {"replace"}, planned
+    assert all(name.split("-file-")[0] in steps for name in planned), planned
+    done = operations(timed("pair change", lab, "up", "--yes", "--json", "--stack", "lab").stdout)
+    assert done == planned
+    TIMES["pair change"] = (TIMES["pair change"][0], len(done))
+    for node in PAIR:
+        conf = lab.ssh(node, "cat /etc/keepalived/keepalived.conf").stdout
+        assert "    advert_int 0.1\n" in conf, conf
+        jobs = json.loads(lab.ssh(node, "cat /var/lib/virtfleet-fakes/systemd.json").stdout)["jobs"]
+        assert [j["verb"] for j in jobs if j["unit"] == "keepalived.service"][-1] == "reload", jobs
+    lab.pulumi("preview", "--expect-no-changes", "--stack", "lab")
 
 
 def test_no_secret_is_in_clear_in_the_state(lab):
@@ -139,4 +186,9 @@ def test_destroy_stops_at_the_protected_guests_then_leaves_only_what_stays(lab):
             if key not in ("volumes", "hostname"):
                 assert value == BEFORE[host][key], (host, key, differences(BEFORE[host][key], value))
     assert not any((lab.dir / "operator" / "virtfleet").iterdir()), "the trust files and their directories go"
+    for node in PAIR:  # the pair's delete put the nodes back: no files, the kernel's value, no rule, no package
+        probe = f"ls {VRRP_FILES} 2>&1; sysctl -n net.ipv4.ip_nonlocal_bind; firewall-cmd --permanent --list-rich-rules"
+        left = lab.ssh(node, f"{probe}; rpm -q keepalived", check=False).stdout
+        assert left.count("No such file or directory") == 3 and "\n0\n" in left, left
+        assert 'protocol value="vrrp"' not in left and "package keepalived is not installed" in left, left
     print("\nL5 prod cycle:", {k: f"{s:.1f} s, {n}" for k, (s, n) in TIMES.items()})

@@ -9,15 +9,21 @@ address follows the node whose haproxy is alive. Decisions, each with its reason
   keepalived ignores an authentication block with version 3), so the firewall admits VRRP from the
   peer's address only (``vrrp_rich_rule``).
 - ``nopreempt`` on both (state BACKUP): a node that comes back (haproxy restarted, a reboot) stays
-  backup, so a recovery never moves the address a second time; the first node wins the first election
-  by its higher priority.
+  backup, so a recovery never moves the address a second time. Started together, the first node wins
+  the first election by its higher priority; otherwise the first keepalived up keeps the address.
+  Priorities 254/250: a backup waits (256 - priority)/256 of an interval once the master gives up.
 - haproxy is tracked as a process (``vrrp_track_process``: the kernel's process events, no polling):
   when no haproxy process is left the instance goes to FAULT at once and gives the address up, where a
   ``vrrp_script`` would poll once a second at best. A reload keeps the master process, so it never
   counts as a death; a restart does, and moves the address.
 - The notify script logs every state change to syslog (``virtfleet-vrrp``) and, on becoming master,
   probes the address with ARP duplicate detection: an answer means another node still holds it (VRRP
-  between the nodes is cut while both live, or the peer's keepalived died without releasing it).
+  between the nodes is cut while both live, or the peer's keepalived died without releasing it); a
+  probe that could not run is logged as such, never as a split.
+- Tracking by process name also counts a passing ``haproxy -c`` (the unit's ExecStartPre and reload
+  checks): on a node whose haproxy is down the instance shows BACKUP for the check's milliseconds. It
+  is kept: matching the unit's command line instead would leave the pair in FAULT for good the day
+  that line differs.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lab.core import Lab
 from plan.run import ROOT
@@ -248,3 +249,13 @@ def differences(before, after, path: str = "") -> list[str]:
         return [d for k in sorted(set(before) | set(after), key=str)
                 for d in differences(before.get(k, "<absent>"), after.get(k, "<absent>"), f"{path}/{k}")]  # fmt: skip
     return [] if before == after else [f"{path}: {before!r} -> {after!r}"]
+
+
+def edit_stack(lab, edit) -> None:
+    """``edit(values)`` on the lab's stack file (its ``virtfleet:`` values, as config keys), written back."""
+    document = yaml.safe_load(lab.stack_file.read_text())
+    values = {k.split(":", 1)[1]: v for k, v in document["config"].items() if k.startswith("virtfleet:")}
+    edit(values)
+    for key, value in values.items():
+        document["config"][f"virtfleet:{key}"] = value
+    lab.stack_file.write_text(yaml.safe_dump(document, sort_keys=False))
