@@ -35,7 +35,11 @@ MISSING = object()
 def model_tree(fleet: Fleet) -> dict[str, Any]:
     """The model as plain data with camelCase keys, as a stack file spells them."""
     # serialize_as_any: guests are dumped as their own type (KvmGuest's protect...), not as the base Guest.
-    return fleet.model_dump(mode="json", by_alias=True, serialize_as_any=True)
+    tree = fleet.model_dump(mode="json", by_alias=True, serialize_as_any=True)
+    if fleet.load_balancer is not None:  # `node: a` and `nodes: [a]` are one balancer: compare the nodes
+        tree["loadBalancer"].pop("node")
+        tree["loadBalancer"]["nodes"] = list(fleet.load_balancer.nodes)
+    return tree
 
 
 def _named_lists(a: Any, b: Any) -> bool:

@@ -18,7 +18,9 @@ from components.lb.vrrp_files import (
 )
 from components.model import FleetConfigError
 from components.model.balancer_pair import router_id_clashes
+from plan.diff import features, model_changes
 from plan.run import load_stack, router_id_clashes_with_committed
+from plan.topology import dot_source, mermaid
 
 LB = "virtfleet:loadBalancer"
 STEP = "virtfleet:remote:RemoteStep"
@@ -170,3 +172,27 @@ def test_one_node_stacks_have_no_vrrp(stack):
     assert [r.name for r in rec.of_type(STEP) if r.inputs.get("step") == "haproxy-vrrp"] == []
     (tier,) = rec.of_type("virtfleet:lb:HaproxyTier")
     assert tier.outputs["nodes"] == [fleet.load_balancer.node] and tier.outputs.get("virtualAddress") is None
+
+
+# -- what a person sees: the topology and make diff ----------------------------------------------------
+
+
+def test_the_topology_draws_the_pair_and_its_address():
+    prod, dev = load_stack("prod")[1], load_stack("dev")[1]
+    drawing = mermaid(prod)
+    assert "HAProxy pair (keepalived)<br/>frontend 10.0.0.30:80<br/>VIP 10.0.0.30 (VRRP id 30)" in drawing, drawing
+    assert drawing.count("tier -. runs on, VRRP master first .->") == 1
+    assert drawing.count("tier -. runs on, VRRP backup .->") == 1
+    dot = dot_source(prod)
+    assert "VIP 10.0.0.30 (VRRP id 30)" in dot and 'label="runs on (VRRP backup)"' in dot, dot
+    assert "VIP" not in mermaid(dev) and mermaid(dev).count("tier -. runs on .->") == 1
+
+
+def test_make_diff_names_the_pair_as_a_feature():
+    prod, staging = load_stack("prod")[1], load_stack("staging")[1]
+    assert "balancer pair (VRRP virtual address)" in features(prod)["tier features"]
+    assert "balancer pair (VRRP virtual address)" not in features(staging)["tier features"]
+    # node: haproxy and nodes: [haproxy, haproxy2] compare as nodes, not as two unrelated keys
+    changes = {c.path: (c.before, c.after) for c in model_changes(staging, prod)}
+    assert changes["loadBalancer.nodes"] == (["haproxy"], ["haproxy", "haproxy2"]), changes
+    assert "loadBalancer.node" not in changes and changes["loadBalancer.virtualAddress"] == (None, "10.0.0.30")

@@ -13,6 +13,7 @@ import json
 import shlex
 
 import pytest
+from support.firewall_fake import assert_rich_rule_refused
 from support.sshd import LoopbackSshd, loopback_sshd_fixture
 
 pytestmark = pytest.mark.real
@@ -111,14 +112,7 @@ def test_rich_rule_runtime_add_remove_and_warnings(sshd: LoopbackSshd) -> None:
     ],
 )  # fmt: skip
 def test_rich_rule_errors_are_firewalld_s(sshd: LoopbackSshd, rule: str, code: int, message: str) -> None:
-    runtime, permanent, listed = sshd.run_each([
-        f"firewall-cmd --add-rich-rule={q(rule)}",
-        f"firewall-cmd --permanent --add-rich-rule={q(rule)}",
-        "firewall-cmd --list-rich-rules; firewall-cmd --permanent --list-rich-rules",
-    ])  # fmt: skip
-    assert (runtime.returncode, runtime.stdout, runtime.stderr) == (code, "", f"Error: {message}\n")
-    assert (permanent.returncode, permanent.stderr) == (code, f"Error: {message}\n")
-    assert listed.stdout == "\n\n"  # nothing stored
+    assert_rich_rule_refused(sshd, rule, code, message)
 
 
 def test_host_bits_and_ipv6_addresses_are_kept_as_written(sshd: LoopbackSshd) -> None:

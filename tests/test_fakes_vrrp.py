@@ -14,13 +14,16 @@ import json
 import shlex
 
 import pytest
+from support.firewall_fake import assert_rich_rule_refused
 from support.sshd import LoopbackSshd, loopback_sshd_fixture
+
+from lab.view import EL_RELEASE
 
 pytestmark = pytest.mark.real
 
 sshd = loopback_sshd_fixture(scope="function")  # a pristine EL host per test
 
-EL7_RELEASE = "CentOS Linux release 7.9.2009 (Core)\n"
+EL7_RELEASE = EL_RELEASE["el7"]
 RULE = 'rule family="ipv4" source address="10.0.0.9" protocol value="vrrp" accept'
 # The same rule as a user may write it: no quotes, single quotes, other spacing.
 RULE_RESPELLED = "rule family=ipv4  source address='10.0.0.9'   protocol value=vrrp accept"
@@ -114,14 +117,7 @@ def test_a_protocol_number_is_kept_as_written(host: LoopbackSshd) -> None:
     ],
 )  # fmt: skip
 def test_protocol_errors_are_firewalld_s(host: LoopbackSshd, rule: str, code: int, message: str) -> None:
-    runtime, permanent, listed = host.run_each([
-        f"firewall-cmd --add-rich-rule={q(rule)}",
-        f"firewall-cmd --permanent --add-rich-rule={q(rule)}",
-        "firewall-cmd --list-rich-rules; firewall-cmd --permanent --list-rich-rules",
-    ])  # fmt: skip
-    assert (runtime.returncode, runtime.stdout, runtime.stderr) == (code, "", f"Error: {message}\n")
-    assert (permanent.returncode, permanent.stdout, permanent.stderr) == (code, "", f"Error: {message}\n")
-    assert listed.stdout == "\n\n"  # nothing stored
+    assert_rich_rule_refused(host, rule, code, message)
 
 
 def test_a_number_with_underscores_is_python_3_s_int_only(sshd: LoopbackSshd) -> None:

@@ -167,29 +167,14 @@ PAIR_CASES: list[tuple[str, Callable[[dict], None], str, str]] = [
         LB + ".nodes[0]",
         "not on the network of 10.0.1.30",
     ),
-    (
-        "pair-vip-broadcast",
-        _pair(lambda lb, v: lb.update(virtualAddress="10.0.0.255")),
-        LB + ".virtualAddress",
-        "the network's or the broadcast address of 10.0.0.0/24",
-    ),
-    (
-        "pair-vip-a-guests",
-        _pair(lambda lb, v: lb.update(virtualAddress="10.0.0.11")),
-        LB + ".virtualAddress",
-        "is already guest webserver1's address",
-    ),
-    (
-        "pair-vip-the-gateway",
-        _pair(lambda lb, v: lb.update(virtualAddress="10.0.0.1")),
-        LB + ".virtualAddress",
-        "is already the gateway of host kvm1's brid0",
-    ),
-    (
-        "pair-vip-a-hosts",
-        _pair(lambda lb, v: lb.update(virtualAddress="10.0.0.3")),
-        LB + ".virtualAddress",
-        "is already host xen1's address",
+    *(
+        (f"pair-vip-{what}", _pair(lambda lb, v, vip=vip: lb.update(virtualAddress=vip)), LB + ".virtualAddress", said)
+        for what, vip, said in (
+            ("broadcast", "10.0.0.255", "the network's or the broadcast address of 10.0.0.0/24"),
+            ("a-guests", "10.0.0.11", "is already guest webserver1's address"),
+            ("the-gateway", "10.0.0.1", "is already the gateway of host kvm1's brid0"),
+            ("a-hosts", "10.0.0.3", "is already host xen1's address"),
+        )
     ),
     (
         "pair-frontend-not-vip",
