@@ -2,8 +2,8 @@
 
 One run, in the test suite's network lab (tests/support/netlab): the prod stack's addresses in
 namespaces, real nginx web servers at 10.0.0.11-13 (+ backup 10.0.0.20), Debian's haproxy at
-10.0.0.10, wrk from 10.0.0.50, and a real rsyslogd on the balancer writing every request's log
-line to /var/log/haproxy.log in every variant:
+10.0.0.10 holding the pair's address 10.0.0.30, wrk from 10.0.0.50, and a real rsyslogd on the
+balancer writing every request's log line to /var/log/haproxy.log in every variant:
 
 - generated: the prod stack's haproxy.cfg and rsyslog snippet, unchanged (test password): log
   lines through haproxy's ring, forwarded to rsyslog over TCP on loopback (logTransport: tcp);
@@ -261,13 +261,13 @@ def main() -> int:
     rates: dict[str, float] = {}
     started = time.monotonic()
     with NetLab(new_prefix(), "10.0.0.0/24") as lab:
-        for name in (*lb.backends, *lb.backups, lb.node):
-            lab.add_machine(name, [f"{fleet.machine_address(name)}/24"])
+        for name in (*lb.backends, *lb.backups, lb.primary):
+            lab.add_machine(name, chaos.balancer_addresses(fleet, name))
         client = lab.add_machine("client", ["10.0.0.50/24"])
         flooder = lab.add_machine("flooder", ["10.0.0.51/24"])
         for name in (*lb.backends, *lb.backups):
             lab.machines[name].serve_http(port=lb.backend_port, name=name)
-        balancer = Balancer(lab.machines[lb.node], lb.backends)
+        balancer = Balancer(lab.machines[lb.primary], lb.backends)
         direct_url = f"http://{fleet.machine_address(lb.backends[0])}:{lb.backend_port}/"
         for _ in range(ROUNDS):
             for variant in VARIANTS:

@@ -1,6 +1,8 @@
 """L4: the prod stack's HAProxy tier for real, with the stack's own addresses, inside network namespaces.
 
-Debian's haproxy runs the prod stack's rendered haproxy.cfg unchanged (rendered by the same pure
+Debian's haproxy runs the prod stack's rendered haproxy.cfg unchanged on the first balancer node
+(10.0.0.10, holding the pair's address 10.0.0.30 as its keepalived would; tests/test_balancer_pair_lab.py
+moves it) (rendered by the same pure
 function the component uses, with a test password full of metacharacters instead of the secret),
 rsyslogd runs the rendered snippet unchanged, and real nginx web servers (tests/support/netlab)
 stand in for the guests' httpd at 10.0.0.11-13; the backup, the Docker guest backupwebserver, is a
@@ -96,7 +98,7 @@ def tier():
     cfg, certificate = step.files
     with NetLab(new_prefix(), "10.0.0.0/24") as lab:
         for name in (*lb.backends, lb.primary):
-            lab.add_machine(name, [f"{fleet.machine_address(name)}/24"])
+            lab.add_machine(name, chaos.balancer_addresses(fleet, name))
         lab.add_machine("client", ["10.0.0.50/24"])
         lab.add_machine("flooder", ["10.0.0.51/24"])
         trusted = lab.machines["client"].workdir / "balancer-ca.pem"
@@ -119,8 +121,8 @@ def tier():
 
 def test_the_lab_runs_the_prod_stacks_addresses(tier):
     assert [tier.web[n].ip for n in ACTIVE] == ["10.0.0.11", "10.0.0.12", "10.0.0.13"]
-    assert tier.lb.ip == "10.0.0.10"
-    assert tier.frontend == "https://10.0.0.10/" and tier.stats == "https://10.0.0.10:8404/stats"
+    assert tier.lb.ip == "10.0.0.10"  # the first balancer node, holding the pair's address 10.0.0.30 here
+    assert tier.frontend == "https://10.0.0.30/" and tier.stats == "https://10.0.0.30:8404/stats"
     tier.backup_container.reload()
     networks = tier.backup_container.attrs["NetworkSettings"]["Networks"]
     assert [n["IPAddress"] for n in networks.values()] == ["10.0.0.20"], "the backup is the real container"
@@ -154,8 +156,8 @@ def test_the_backend_sees_forwarded_for_and_proto(tier):
 
 
 def test_plain_http_is_redirected_to_https_and_the_certificate_verifies(tier):
-    plain = tier.client.http_get("http://10.0.0.10/some/page?q=1")
-    assert plain.status == 301 and plain.headers["location"] == "https://10.0.0.10/some/page?q=1", plain
+    plain = tier.client.http_get("http://10.0.0.30/some/page?q=1")
+    assert plain.status == 301 and plain.headers["location"] == "https://10.0.0.30/some/page?q=1", plain
     assert not plain.served_by, "the redirect comes from the balancer, no server sees plain HTTP"
     # curl verifies the balancer against the certificate the config step installed; without it, no.
     untrusted = tier.lab.machines["flooder"].http_get(tier.frontend, extra_args=["--cacert", "/dev/null"])
@@ -179,7 +181,7 @@ def test_requests_are_logged_through_rsyslog(tier):
     assert tier.client.http_get(tier.frontend).status == 200
     # "www~": the frontend over TLS; curl negotiates HTTP/2 through the bind's ALPN.
     line = tier.lb.wait_for_log(r"www~ webservers/webserver\d ")
-    assert '"GET https://10.0.0.10/ HTTP/2.0"' in line, line
+    assert '"GET https://10.0.0.30/ HTTP/2.0"' in line, line
 
 
 def logged_lines(tier) -> int:

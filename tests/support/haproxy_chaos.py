@@ -366,3 +366,11 @@ def client_floods(
         if line.startswith("{"):
             report |= json.loads(line)
     return ChaosResult("one client floods", result, detail={"opened": count, **report})
+
+
+def balancer_addresses(fleet, name: str) -> list[str]:
+    """A lab machine's addresses for the tier machine ``name``: its own, and on the first balancer node
+    of a pair the virtual address as well (keepalived's master holds it; the pair lab moves it)."""
+    lb = fleet.load_balancer
+    own = [f"{fleet.machine_address(name)}/24"]
+    return [*own, f"{lb.virtual_address}/24"] if lb.pair and name == lb.primary else own
