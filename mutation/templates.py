@@ -36,6 +36,9 @@ VBOX = "tests/test_virtualbox_guest_remote.py"
 HAPROXY_CONFIG = "tests/test_haproxy_remote.py::test_haproxy_config_is_checked_installed_started_and_reloaded"
 CONSOLE = "tests/test_console.py::test_the_console_is_installed_locked_and_undone"
 CONSOLE_CHECKS = "tests/test_console.py::test_a_foreign_certificate_is_refused_and_allow_from_changes_follow"
+ROLL_LAB = "tests/test_rolling_change_lab.py"
+ROLLED = f"{ROLL_LAB}::test_a_rolled_restart_of_every_server_loses_no_request"
+ROLL_STUCK = f"{ROLL_LAB}::test_a_server_that_does_not_come_back_stops_the_roll_the_rest_serving"
 PAIR_REMOTE = "tests/test_balancer_pair_remote.py"
 PAIR = f"{PAIR_REMOTE}::test_create_installs_keepalived_admits_vrrp_from_the_peer_only_and_delete_puts_the_node_back"
 PAIR_CHANGE = f"{PAIR_REMOTE}::test_a_new_peer_swaps_the_rule_and_reloads_keepalived_and_the_nodes_own_config_returns"
@@ -65,6 +68,13 @@ MUTANTS = (
            (CONSOLE_CHECKS,), "a certificate that is not its key's is installed"),
     Mutant("_rich-rules.create.sh.j2", "firewall-cmd --quiet {{ layer }} --remove-rich-rule=\"$vf_rule\"", "",
            (CONSOLE_CHECKS, PAIR_CHANGE), "networks dropped from allowFrom (a former VRRP peer) keep their way in"),
+    # The rolling change (issue 28).
+    Mutant("backend-drain.create.sh.j2", 'vf_cli "set server {{ backend }}/$vf_server state maint" >/dev/null', "",
+           (ROLLED,), "a drained server is changed while haproxy may still send it sticky clients"),
+    Mutant("backend-ready.create.sh.j2", 'vf_cli "set server {{ backend }}/$vf_server state ready" >/dev/null', "",
+           (ROLLED,), "a rolled server stays in maintenance for good"),
+    Mutant("backend-ready.create.sh.j2", 'until [ "$vf_now" = UP ]; do', "until true; do", (ROLL_STUCK,),
+           "the next server goes down before this one is back: a dead server does not stop the roll"),
     # The balancer pair's VRRP (issue 29).
     Mutant("haproxy-vrrp.create.sh.j2", "sysctl -q -w {{ (key ~ \"=\" ~ value) | shquote }}", "", (PAIR,),
            "the backup's haproxy cannot bind the virtual address until a reboot"),

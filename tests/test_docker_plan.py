@@ -186,8 +186,13 @@ def test_a_changed_page_reruns_exactly_its_own_page_step(runs, monkeypatch):
     monkeypatch.setattr(web_servers, "page_files", edited)
     _, rec = variant("dev", "dev", lambda values: None)
     changed = set(changed_resources(base, rec))
-    # The host's page directory is bind-mounted: the container itself stays as it is.
+    # The host's page directory is bind-mounted: the container itself stays as it is. The roll takes
+    # web3 out of rotation on the balancer around its step (drain, ready: they carry its digest).
     assert changed == {
+        "virtfleet:remote:RemoteStep devbox-drain-web3",
+        "command:remote:Command devbox-drain-web3",
+        "virtfleet:remote:RemoteStep devbox-ready-web3",
+        "command:remote:Command devbox-ready-web3",
         "virtfleet:remote:RemoteStep devbox-webserver-web3",
         "command:remote:Command devbox-webserver-web3",
         "command:remote:CopyToRemote devbox-webserver-web3-file-var-lib-virtfleet-docker-web3-htdocs-index.html",

@@ -17,11 +17,15 @@ import json
 import re
 import shlex
 import subprocess
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from support.lab_run import (
     DAEMONS,
     FAKES_STATE,
+    command_outputs,
     differences,
     edit_stack,
     host_snapshot,
@@ -30,6 +34,7 @@ from support.lab_run import (
     preview_steps,
     require_lab,
     secret_values,
+    started_commands,
 )
 from support.lab_run import timed as timed_into
 
@@ -148,6 +153,45 @@ def test_refresh_right_after_up_reports_no_drift(lab):
     lab.pulumi("preview", "--expect-no-changes", "--stack", "lab")
 
 
+def test_a_change_to_every_web_server_rolls_one_server_at_a_time_under_load(lab):
+    """virtfleet's own web server scripts changed (an upgrade: a line added to both templates), so every
+    web server's step runs again: the engine runs each between its drain and ready steps on devbox's
+    haproxy (the real one the lab runs), one server after the other, while the operator keeps
+    requesting the site (bounded): no request fails, and each drain and ready step reports what
+    haproxy's runtime API did."""
+    lab.start_services()
+    for name in ("webserver-httpd.create.sh.j2", "webserver-docker.create.sh.j2"):
+        template = lab.project / "templates" / "steps" / name
+        template.write_text(template.read_text() + "# changed by tests/test_lab_dev.py: every web server rolls\n")
+    statuses: list[str] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set() and len(statuses) < 2000:
+            statuses.append(lab.http_get(FRONTEND, timeout=5).stdout.rsplit("\n", 1)[-1])
+
+    with ThreadPoolExecutor(1) as pool:
+        load = pool.submit(client)
+        try:
+            up = timed("rolled change", lab, "up", "--yes", "--json", "--stack", "lab").stdout
+        finally:
+            stop.set()
+            load.result(timeout=30)
+    servers = ["web1", "web2", "web3", "backup"]
+    webs = {"web1": "web1-webserver-httpd", "web2": "web2-webserver-httpd"} | {
+        s: f"{HOST}-webserver-{s}" for s in ("web3", "backup")
+    }
+    started = [name for name in started_commands(up) if "-drain-" in name or "-ready-" in name or "webserver" in name]
+    assert started == [n for s in servers for n in (f"{HOST}-drain-{s}", webs[s], f"{HOST}-ready-{s}")], started
+    TIMES["rolled change"] = (TIMES["rolled change"][0], len(operations(up)))
+    assert len(statuses) > 20 and set(statuses) == {"200"}, Counter(statuses)
+    outputs = command_outputs(lab)
+    for server in servers:
+        assert f"changed: {server} drained and in maintenance on {HOST}" in outputs[f"{HOST}-drain-{server}"]
+        assert f"changed: {server} back in rotation on {HOST} (UP)" in outputs[f"{HOST}-ready-{server}"]
+    lab.pulumi("preview", "--expect-no-changes", "--stack", "lab")
+
+
 def test_one_field_changed_touches_only_what_must_change(lab):
     """web1's memory: pulumi-libvirt 0.5.4 cannot change it in place (ForceNew), so the domain is
     defined again on the same disk, and its power step runs again for the new domain."""
@@ -199,9 +243,11 @@ def test_a_guest_removed_takes_only_its_resources_and_the_steps_that_name_it(lab
     done = operations(output)
     assert done == preview_steps(output), "up did what its preview showed"
     deleted = {name for name, op in done.items() if op == "delete"}
-    # web4 (its component and its container), its page step with its upload, and the record of its files.
+    # web4 (its component and its container), its page step with its upload, the record of its files,
+    # and its drain and ready steps on the balancer.
     page = "devbox-webserver-web4-file-var-lib-virtfleet-docker-web4-htdocs-index.html"
-    assert deleted == {"web4", "devbox-webserver-web4", page, "web4-webserver-files"}, deleted
+    roll = {"devbox-drain-web4", "devbox-ready-web4"}
+    assert deleted == {"web4", "devbox-webserver-web4", page, "web4-webserver-files", *roll}, deleted
     # Steps whose content names web4: /etc/hosts of the host and the balancer's configuration.
     updated = {name for name, op in done.items() if op == "update"}
     assert updated == {"devbox-hosts-file", "devbox-haproxy-config"}, updated

@@ -31,6 +31,7 @@ LOG_RING_SIZE = 1024 * 1024  # bytes: about 4,000 lines, a few seconds at full l
 LOG_MAXLEN = 1024  # haproxy's own default line length for syslog targets
 # /run is a tmpfs: a tmpfiles.d entry recreates the stats socket's directory at every boot.
 ADMIN_SOCKET = "/run/haproxy/admin.sock"
+BACKEND_NAME = "webservers"  # the backend holding the web servers (the roll's drain/ready steps name it)
 TMPFILES_PATH = "/etc/tmpfiles.d/virtfleet-haproxy.conf"
 # httpd on the balancer node gives these ports up to haproxy (the seed: Listen 80 -> 8080).
 HTTPD_MOVES = {80: 8080, 443: 8443}
@@ -152,6 +153,7 @@ def render_haproxy_cfg(lb: LoadBalancer, fleet: Fleet, *, stats_password: str | 
         cert_dir=CERT_DIR,
         cert_file=CERT_FILE,
         admin_socket=ADMIN_SOCKET,
+        backend=BACKEND_NAME,
         syslog=f"{SYSLOG_ADDRESS}:{SYSLOG_PORTS[lb.log_transport]}",
         facility=SYSLOG_FACILITY,
         log_ring=LOG_RING if lb.log_transport == "tcp" else None,

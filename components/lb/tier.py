@@ -41,6 +41,7 @@ from .balancer_files import (
     render_tmpfiles_conf,
     stats_url,
 )
+from .roll import render_drain_step, render_ready_step
 from .vrrp_files import (
     KEEPALIVED_CONF,
     NOTIFY_SCRIPT,
@@ -165,9 +166,6 @@ class HaproxyTier(pulumi.ComponentResource):
         super().__init__("virtfleet:lb:HaproxyTier", "haproxy-tier", None, opts)
         self.web_servers: dict[str, RemoteStep] = {}
         self.docker_htdocs: dict[str, str] = {}
-        for web in web_server_steps(lb, fleet):
-            self.web_servers[web.guest.name] = self._web_server(web, fleet, hosts, guests, secrets)
-
         password = secrets.stats_password if lb.stats.enabled else None
         certificate = self._certificate(lb, fleet, secrets) if lb.https.enabled else None
         secret_values = pulumi.Output.all(password, certificate)
@@ -179,8 +177,10 @@ class HaproxyTier(pulumi.ComponentResource):
             certificate_pem=MASKED if certificate is not None else None,
         )
         self.config_steps: dict[str, RemoteStep] = {}
+        self._connections: dict[str, object] = {}
         for node in lb.nodes:
             connection, ready = self._node_access(node, fleet, hosts, guests, secrets)
+            self._connections[node] = connection
             install = RemoteStep(
                 render_install_step(lb, fleet, node),
                 machine=node,
@@ -216,6 +216,7 @@ class HaproxyTier(pulumi.ComponentResource):
                 public_files={f.path: f.content for f in public.files},
                 opts=pulumi.ResourceOptions(parent=self, depends_on=before_config),
             )
+        self._roll(lb, fleet, hosts, guests, secrets)
         self.frontend_url = pulumi.Output.from_input(frontend_url(lb, fleet))
         self.stats_url = pulumi.Output.from_input(stats_url(lb, fleet))
         # The credentials are both secret outputs, the user name too (the issue's "credentials").
@@ -234,9 +235,42 @@ class HaproxyTier(pulumi.ComponentResource):
             }
         )
 
-    def _web_server(self, web: WebServerStep, fleet: Fleet, hosts: dict, guests: dict, secrets: Secrets) -> RemoteStep:
+    def _roll(self, lb: LoadBalancer, fleet: Fleet, hosts: dict, guests: dict, secrets: Secrets) -> None:
+        """The web servers' steps, one after the other between a drain and a ready step on every
+        balancer node (``roll``), after the balancer's configuration; or all at once."""
+        after: list[pulumi.Resource] = list(self.config_steps.values())
+        for web in web_server_steps(lb, fleet):
+            name = web.guest.name
+            if not lb.rolling_changes:
+                self.web_servers[name] = self._web_server(web, fleet, hosts, guests, secrets, after=[])
+                continue
+            drains = [self._balancer_step(render_drain_step(lb, fleet, n, web), n, after) for n in lb.nodes]
+            self.web_servers[name] = self._web_server(web, fleet, hosts, guests, secrets, after=drains)
+            ready = [render_ready_step(lb, fleet, n, web) for n in lb.nodes]
+            after = [self._balancer_step(r, n, [self.web_servers[name]]) for r, n in zip(ready, lb.nodes, strict=True)]
+
+    def _balancer_step(self, rendered: RenderedStep, node: str, after: list[pulumi.Resource]) -> RemoteStep:
+        return RemoteStep(
+            rendered,
+            machine=node,
+            name=rendered.name,
+            connection=self._connections[node],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=after),
+        )
+
+    def _web_server(
+        self,
+        web: WebServerStep,
+        fleet: Fleet,
+        hosts: dict,
+        guests: dict,
+        secrets: Secrets,
+        *,
+        after: list[pulumi.Resource],
+    ) -> RemoteStep:
         guest = web.guest
         depends_on: list[pulumi.Resource] = [guests[guest.name]] if guest.name in guests else []
+        depends_on += after
         if web.over_ssh_to_guest:
             connection = connection_for(fleet, fleet.machine_address(guest.name), 22, None, secrets.ssh)
         else:

@@ -170,6 +170,12 @@ class LoadBalancer(Frozen):
         Annotated[int, Field(ge=1, le=86_400_000)],
     ] = Field(default_factory=dict, description="overrides of the tier's timeout defaults, 1 ms to 24 h each")
 
+    rolling_changes: bool = Field(
+        True,
+        description="change the web servers one at a time: each taken out of rotation on the balancer "
+        "(drained, then maintenance) before its step runs and back once haproxy reports it UP; false: "
+        "all at once",
+    )
     client_limits: ClientLimits = Field(
         ClientLimits(), description="per-client connection and request-rate limits (off unless enabled)"
     )

@@ -22,7 +22,7 @@ _EL_COMMON = {
     "firewalld", "NetworkManager", "rsyslog", "openssh-server", "chrony", "util-linux", "iproute",
     "selinux-policy-targeted", "policycoreutils", "cronie", "tuned", "qemu-kvm", "libvirt",
     "libvirt-client", "libvirt-daemon", "libvirt-daemon-kvm", "virt-install", "qemu-guest-agent",
-    "gcc", "make", "perl", "elfutils-libelf-devel", "httpd", "mod_ssl", "haproxy", "keepalived",
+    "gcc", "make", "perl", "elfutils-libelf-devel", "httpd", "mod_ssl", "haproxy", "keepalived", "socat",
 }  # fmt: skip
 # Repositories every host of the family has enabled (no .repo file in the fakes' view): id -> packages.
 # Cockpit (the web console): CentOS 7 ships cockpit 195 in extras; EL9 has the base packages in

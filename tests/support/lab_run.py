@@ -140,6 +140,28 @@ def operations(up_json: str, *, by_urn: bool = False) -> dict[str, str]:
     return done
 
 
+def started_commands(up_json: str) -> list[str]:
+    """The names of the Commands ``pulumi up --json`` started (create, update or replace), in order."""
+    started = []
+    for event in json_objects(up_json):
+        meta = (event.get("resourcePreEvent") or {}).get("metadata")
+        if meta and meta.get("type") == "command:remote:Command" and meta.get("op") not in ("same", "read", "refresh"):
+            name = meta["urn"].rsplit("::", 1)[-1]
+            if name not in started:
+                started.append(name)
+    return started
+
+
+def command_outputs(lab, stack: str = "lab") -> dict[str, str]:
+    """Each Command's last stdout, from the stack's state: what its script printed."""
+    state = json.loads(lab.pulumi("stack", "export", "--stack", stack).stdout)
+    return {
+        r["urn"].rsplit("::", 1)[-1]: str((r.get("outputs") or {}).get("stdout", ""))
+        for r in state["deployment"].get("resources") or []
+        if r["type"] == "command:remote:Command"
+    }
+
+
 def preview_steps(preview_json: str, *, by_urn: bool = False) -> dict[str, str]:
     """``{resource name: op}`` of the steps other than ``same`` that ``pulumi preview --json`` (or the
     first document of ``pulumi up --json``) plans; ``by_urn`` as for ``operations``."""
