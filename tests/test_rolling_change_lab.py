@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import pytest
 from support import haproxy_chaos as chaos
 from support.netlab import NetLab, new_prefix, wait_until
+from support.tools import require_tool
 
 from components.lb.balancer_files import BACKEND_NAME, frontend_url, render_haproxy_cfg, render_rsyslog_conf
 from components.lb.roll import ready_timeout_s
@@ -167,6 +168,8 @@ class Tier:
 
 @pytest.fixture(scope="module")
 def tier():
+    for tool in ("haproxy", "nginx", "rsyslogd", "socat"):  # socat: the drain and ready scripts' client
+        require_tool(tool)
     fleet, _ = plan(True)
     lb = fleet.load_balancer
     cfg = render_haproxy_cfg(lb, fleet, stats_password=PASSWORD)
