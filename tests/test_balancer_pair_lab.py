@@ -88,7 +88,7 @@ def pair():
 
 
 def measure(pair, fault: str, action) -> Measured:
-    return pair.measure(fault, action, duration_s=6, fault_at_s=2, connections=CONNECTIONS)
+    return pair.measure(fault, action, duration_s=4, fault_at_s=1.5, connections=CONNECTIONS)
 
 
 def notify_lines(pair, name: str, since: int = 0) -> list[str]:
@@ -177,7 +177,7 @@ def test_haproxy_killed_on_the_master_moves_the_address(pair):
     the clients' reconnections that reach the node before keepalived has given the address up are
     refused (their number depends on how fast clients reconnect). The new connections sent before
     the backup answers for the address are not refused but unanswered, and wait for the SYN's
-    retransmission (~1 s). A sanity bound of 1 % of the requests catches an address that stays."""
+    retransmission (~1 s). A sanity bound of 2 % of the requests catches an address that stays."""
     pair.reset(FIRST)
     marks = pair.syslog_marks()
     measured = record(measure(pair, "haproxy killed on the master", lambda: pair.kill_haproxy(pair.nodes[FIRST])))
@@ -187,7 +187,8 @@ def test_haproxy_killed_on_the_master_moves_the_address(pair):
     assert pair.nodes[SECOND].syslog.wait_for(f"on {SECOND} is MASTER", 5, marks[SECOND])
     assert pair.nodes[FIRST].syslog.wait_for(f"on {FIRST} is FAULT", 5, marks[FIRST])
     assert not [line for line in notify_lines(pair, SECOND, marks[SECOND]) if "split brain" in line]
-    assert_failures_only_at_the_fault(measured, ABRUPT, measured.requests // 100)
+    # How many: as many reconnections as the clients make in those ms (0 to 93 of ~12,000 in our runs).
+    assert_failures_only_at_the_fault(measured, ABRUPT, measured.requests // 50)
 
 
 def test_haproxy_back_on_the_old_master_leaves_the_address_where_it_is(pair):

@@ -10,7 +10,7 @@ engine does: a drain or ready step is its recorded script, run for real on the b
 haproxy's admin socket); a web server's step is what it does to the server when it restarts httpd:
 the server stops, and comes back RESTART_S later. Without the roll (``rollingChanges: false``) every
 server restarts at once and clients see it; with it none does. A server that never comes back stops
-the roll at its ready step, the others serving. Bounded: about 80 s in all.
+the roll at its ready step, the others serving. Bounded: about 50 s in all.
 """
 
 from __future__ import annotations
@@ -37,7 +37,10 @@ pytestmark = pytest.mark.real
 STEP = "virtfleet:remote:RemoteStep"
 PASSWORD = "roll-test"
 RESTART_S = 1.0  # how long a restarted web server is away
-LOAD_S = 24.0  # covers a whole roll of four servers (each ~3 s: checks rise 2 x 500 ms after it is back)
+# How long the client loads the tier in each case (the change starts 2 s in): all at once takes ~1 s, a
+# roll of four servers ~6 s (each ~1.5 s: checks rise 2 x 500 ms after it is back), a stuck one adds
+# its ready step's wait.
+LOAD_S = {"all at once": 6.0, "rolled": 14.0, "stuck": 22.0}
 SLOWEST_MS = 2000  # the issue's bound for a request during a rolled change
 
 
@@ -185,12 +188,12 @@ def tier():
         yield t
 
 
-def under_load(tier, roll: Roll) -> chaos.LoadResult:
+def under_load(tier, roll: Roll, seconds: float) -> chaos.LoadResult:
     with ThreadPoolExecutor(1) as pool:
-        load = pool.submit(chaos.run_load, tier.under_test, LOAD_S, 8, SLOWEST_MS)
+        load = pool.submit(chaos.run_load, tier.under_test, seconds, 8, SLOWEST_MS)
         time.sleep(2)
         roll.run()
-        return load.result(timeout=LOAD_S + 60)
+        return load.result(timeout=seconds + 60)
 
 
 def state_changes(tier, since: int) -> list[tuple[str, str]]:
@@ -219,7 +222,7 @@ def test_every_server_restarted_at_once_fails_requests(tier):
     """rollingChanges: false, as before: every web server (the backup too) goes at once."""
     fleet, rec = plan(False)
     roll = Roll(roll_steps(rec, fleet), tier)
-    result = under_load(tier, roll)
+    result = under_load(tier, roll, LOAD_S["all at once"])
     assert len(roll.ran) == 4 and max(t for t, _ in roll.ran) - min(t for t, _ in roll.ran) < 0.5, roll.ran
     assert result.failures > 0, result
     assert wait_until(tier.all_up, 10, 0.2), tier.states()
@@ -233,7 +236,7 @@ def test_a_rolled_restart_of_every_server_loses_no_request(tier):
     steps = roll_steps(rec, fleet)
     roll = Roll(steps, tier)
     since = len(tier.lb.read_log().splitlines())
-    result = under_load(tier, roll)
+    result = under_load(tier, roll, LOAD_S["rolled"])
     assert not roll.failed, roll.failed
     assert result.failures == 0 and result.latency_max_ms < SLOWEST_MS, result
     assert tier.all_up(), tier.states()
@@ -263,7 +266,7 @@ def test_a_server_that_does_not_come_back_stops_the_roll_the_rest_serving(tier):
     stuck = lb.backends[1]
     roll = Roll(roll_steps(rec, fleet), tier, never_back=stuck)
     t0 = time.monotonic()
-    result = under_load(tier, roll)
+    result = under_load(tier, roll, LOAD_S["stuck"])
     assert result.failures == 0, result
     assert (
         f"{stuck} is not UP on haproxy's haproxy after {ready_timeout_s(lb)} s" in roll.failed[f"haproxy-ready-{stuck}"]
@@ -272,6 +275,6 @@ def test_a_server_that_does_not_come_back_stops_the_roll_the_rest_serving(tier):
     assert all(roll.failed[f"haproxy-drain-{s}"].startswith("not run") for s in later), roll.failed
     states = tier.states()
     assert states[stuck] != "UP" and all(states[s] == "UP" for s in (lb.backends[0], *later)), states
-    assert time.monotonic() - t0 < LOAD_S + 30
+    assert time.monotonic() - t0 < LOAD_S["stuck"] + 30
     tier.web[stuck].start_http()
     assert wait_until(tier.all_up, 10, 0.2), tier.states()

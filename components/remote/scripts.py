@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from ..render import digest, render
+from ..render import TEMPLATES, digest, render
 
 STAGING = "/var/lib/virtfleet/staging"
 _WRAP = "VIRTFLEET_STEP"
@@ -81,8 +81,10 @@ def render_step(
         repr(sorted(context.items(), key=lambda kv: kv[0])),
         *(f"{f.path}\0{f.mode}\0{f.content}" for f in files),
     )
-    scripts = {}
+    scripts = {"delete": ""}  # no delete template: nothing to undo, and no delete Command runs
     for action in ("create", "delete"):
+        if action == "delete" and not (TEMPLATES / "steps" / f"{template}.delete.sh.j2").is_file():
+            continue
         scripts[action] = render(
             "steps/_frame.sh.j2",
             body=f"steps/{template}.{action}.sh.j2",

@@ -95,6 +95,8 @@ class RemoteStep(pulumi.ComponentResource):
         else:
             create, stdin = resolved.apply(lambda s: as_command(s.create)), None
             delete = resolved.apply(lambda s: as_command(s.delete))
+        if isinstance(step, RenderedStep) and not step.delete:
+            delete = None  # a step with nothing to undo (no delete template): destroy connects to nothing
         self.command = command.remote.Command(
             f"{machine}-{name}",
             connection=connection,
