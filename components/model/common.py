@@ -63,7 +63,7 @@ def _parse_public_key(value: str, what: str) -> tuple[str, str, str]:
     the body must decode to a key whose embedded type is the one the line names."""
     from cryptography.hazmat.primitives.serialization import load_ssh_public_key  # only when keys are set
 
-    if "PRIVATE KEY" in value:
+    if _PRIVATE_LABEL in value:
         raise ValueError(f"this is a private key; {what} takes the public half (the .pub file), never the secret")
     if re.search(r"[\x00-\x1f\x7f]", value):
         raise ValueError(f"{what} is one line: no newlines or control characters")
@@ -82,19 +82,27 @@ def _parse_public_key(value: str, what: str) -> tuple[str, str, str]:
     return parts[0], parts[1], parts[2] if len(parts) > 2 else ""
 
 
+# A key file's armour line, "-" x 5, BEGIN, its label, "-" x 5; a private key's label ends in _PRIVATE_LABEL
+# (RSA, EC, OPENSSH, or none for PKCS#8).
+_ARMOUR = re.compile(r"^-{5}BEGIN ([A-Z0-9 ]+)-{5}$", re.M)
+_PRIVATE_LABEL = "PRIVATE KEY"
+
+
 def private_key_problem(value: str) -> str | None:
     """Why ``value`` is not an SSH private key every consumer accepts, or None. Never quotes the key.
 
-    OpenSSH (the ``OPENSSH PRIVATE KEY`` armour) and PEM (PKCS#1/PKCS#8) keys are parsed for real
+    OpenSSH's own armour and PEM (PKCS#1/PKCS#8) keys are parsed for real
     by ``cryptography``, unencrypted: pulumi-command, libvirt's SSH client and OpenSSH all read it
     with no one to type a passphrase. Trailing newlines do not matter here (``normalized_private_key``)."""
     from cryptography.exceptions import UnsupportedAlgorithm  # only when a key is set
     from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_ssh_private_key
 
-    data = normalized_private_key(value).encode()
-    if b"PRIVATE KEY-----" not in data:
+    text = normalized_private_key(value)
+    label = _ARMOUR.search(text)
+    if label is None or not label.group(1).endswith(_PRIVATE_LABEL):
         return "is not a private key file's text (an OpenSSH or PEM private key, as ssh-keygen writes it)"
-    loader = load_ssh_private_key if b"BEGIN OPENSSH PRIVATE KEY" in data else load_pem_private_key
+    data = text.encode()
+    loader = load_ssh_private_key if label.group(1) == f"OPENSSH {_PRIVATE_LABEL}" else load_pem_private_key
     try:
         loader(data, password=None)
     except TypeError:

@@ -139,7 +139,7 @@ class ServicesMixin:
 
     # -- haproxy -------------------------------------------------------------------------------
 
-    def run_haproxy(self, cfg_text: str) -> subprocess.Popen:
+    def run_haproxy(self, cfg_text: str, binary: str | None = None) -> subprocess.Popen:
         """Check ``cfg_text`` with ``haproxy -c`` and run it unchanged as master-worker in the foreground.
 
         The config is never edited; the machine is made to fit it instead. Its ``pidfile`` and
@@ -147,9 +147,9 @@ class ServicesMixin:
         directories and the ``chroot`` directory are created if missing (the chroot one on the host:
         it is only entered, never written). ``user``/``group`` need Debian's haproxy user, which the
         package creates. ``log 127.0.0.1:514`` goes to this machine's own loopback, where
-        ``run_rsyslog`` can receive it.
+        ``run_rsyslog`` can receive it. ``binary``: haproxy under another path (its process name).
         """
-        haproxy = require_tool("haproxy")
+        haproxy = binary or require_tool("haproxy")
         for directory in re.findall(r"^\s*chroot\s+(\S+)", cfg_text, re.M):
             self.path(directory).mkdir(parents=True, exist_ok=True)
         for file in re.findall(r"^\s*(?:pidfile|stats\s+socket)\s+(/\S+)", cfg_text, re.M):

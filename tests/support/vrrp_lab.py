@@ -55,8 +55,7 @@ from components.lb.vrrp_files import (
 )
 
 from . import haproxy_chaos as chaos
-from .netlab import Machine, NetLab, NetLabError, wait_until
-from .netlab_services import haproxy_bind_ports
+from .netlab import Machine, NetLab, wait_until
 from .tools import missing, require_tool
 
 START_TIMEOUT_S = 8.0
@@ -310,26 +309,10 @@ class BalancerPair:
     # -- haproxy ---------------------------------------------------------------------------------
 
     def start_haproxy(self, node: Node) -> subprocess.Popen:
-        """``haproxy -c`` then haproxy as master-worker under the node's own process name, waited
-        for until it listens (as ``Machine.run_haproxy``, which always runs it as "haproxy")."""
-        machine, cfg_text = node.machine, self.haproxy_cfg
-        for directory in re.findall(r"^\s*chroot\s+(\S+)", cfg_text, re.M):
-            machine.path(directory).mkdir(parents=True, exist_ok=True)
-        for file in re.findall(r"^\s*(?:pidfile|stats\s+socket)\s+(/\S+)", cfg_text, re.M):
-            machine.path(file).parent.mkdir(parents=True, exist_ok=True)
-        cfg = machine.workdir / "haproxy.cfg"
-        cfg.write_text(cfg_text)
-        binary = f"/run/vrrp-lab-bin/{node.comm}"
-        check = machine.run([binary, "-c", "-f", str(cfg)], check=False)
-        if check.returncode != 0:
-            raise NetLabError(f"haproxy -c rejected the config:\n{check.stdout}{check.stderr}")
-        proc = node.haproxy = machine.popen([binary, "-W", "-db", "-f", str(cfg)], label="haproxy")
-        ports = haproxy_bind_ports(cfg_text)
-        if not wait_until(lambda: proc.poll() is not None or ports <= machine.listening(), START_TIMEOUT_S):
-            raise NetLabError(f"{node.name}: haproxy does not listen on {sorted(ports)}:\n{machine.log_of(proc)}")
-        if proc.poll() is not None:
-            raise NetLabError(f"{node.name}: haproxy exited {proc.returncode}:\n{machine.log_of(proc)}")
-        return proc
+        """``Machine.run_haproxy`` (``haproxy -c``, then master-worker, waited for until it listens)
+        under the node's own process name."""
+        node.haproxy = node.machine.run_haproxy(self.haproxy_cfg, binary=f"/run/vrrp-lab-bin/{node.comm}")
+        return node.haproxy
 
     def haproxy_running(self, node: Node) -> bool:
         return node.haproxy is not None and node.haproxy.poll() is None
