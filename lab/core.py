@@ -77,6 +77,15 @@ class LabError(RuntimeError):
     pass
 
 
+def _exited(pid: int) -> bool:
+    """Whether process ``pid`` has ended (gone, or a zombie its parent has not reaped yet)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return "\nState:\tZ" in status
+
+
 def _say(message: str) -> None:
     print(message, flush=True)
 
@@ -423,33 +432,42 @@ class Lab:
         return nodes[0]
 
     def _start_keepalived(self, nodes: list[str], virtual_address: str) -> None:
-        """Debian's keepalived on both nodes of a pair, with the keepalived.conf the step installed, then
-        wait (10 s at most) until exactly one node holds the virtual address. keepalived enters the
-        node's network namespace itself (``-s``) after opening the kernel's process-event channel,
-        which only the initial network namespace has (a real EL node is there); it runs outside the
-        node's view, so it counts every haproxy of the lab (the L4 pair lab gives each node's haproxy
-        a name of its own and measures the failover) and finds no notify script (the view holds it)."""
-        for node in nodes:
+        """Debian's keepalived on both nodes of a pair, with the keepalived.conf the step installed: the
+        primary's first, until it holds the virtual address, then its peer's, until the pair has settled
+        with exactly one holder (10 s at most each). Both start as BACKUP with nopreempt, so started
+        together either may take the address first (a few ms of start-up decide); one after the other,
+        the primary holds it, as the tests expect. keepalived enters the node's network namespace itself
+        (``-s``) after opening the kernel's process-event channel, which only the initial network
+        namespace has (a real EL node is there); it runs outside the node's view, so it counts every
+        haproxy of the lab (the L4 pair lab gives each node's haproxy a name of its own and measures the
+        failover) and finds no notify script (the view holds it)."""
+        for node in nodes:  # those of an earlier start first: a survivor would keep the address
+            pid_file = self.dir / "keepalived" / node / "keepalived.pid"
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
+                pid = int(pid_file.read_text())  # (a pid file left by a keepalived that died: nothing to stop)
+                os.kill(pid, signal.SIGTERM)
+                deadline = time.monotonic() + 5
+                while time.monotonic() < deadline and not _exited(pid):
+                    time.sleep(0.05)
+        for started, node in enumerate(nodes, 1):
             namespace = f"{self.prefix}-{node}"
             run = self.dir / "keepalived" / node
             run.mkdir(parents=True, exist_ok=True)
-            if (run / "keepalived.pid").exists():
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int((run / "keepalived.pid").read_text()), signal.SIGTERM)
             conf = self.views[node].root_path("/etc/keepalived/keepalived.conf")
             argv = ["keepalived", "--namespace", namespace, "--dont-fork", "--log-console", "--log-detail",
                     "--no-syslog", "-f", str(conf), "-p", str(run / "keepalived.pid"),
                     "-r", str(run / "vrrp.pid")]  # fmt: skip
             with open(run / "keepalived.log", "ab") as log:
                 subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            holders = [n for n in nodes if f" {virtual_address}/" in self._addresses(n)]
-            if len(holders) == 1:
-                return
-            time.sleep(0.1)
-        logs = "\n".join((self.dir / "keepalived" / n / "keepalived.log").read_text()[-1500:] for n in nodes)
-        raise LabError(f"the pair did not settle on one holder of {virtual_address} within 10 s:\n{logs}")
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                holders = [n for n in nodes[:started] if f" {virtual_address}/" in self._addresses(n)]
+                if holders == nodes[:1]:
+                    break
+                time.sleep(0.1)
+            else:
+                logs = "\n".join((self.dir / "keepalived" / n / "keepalived.log").read_text()[-1500:] for n in nodes)
+                raise LabError(f"{nodes[0]} does not hold {virtual_address} alone within 10 s:\n{logs}")
 
     def _addresses(self, node: str) -> str:
         namespace = f"{self.prefix}-{node}"
