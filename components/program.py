@@ -11,6 +11,7 @@ from .guests.docker_images import DockerImages
 from .guests.kvm_images import KvmBaseImages
 from .guests.xen_images import XenBaseImages
 from .hosts import HypervisorHost
+from .lb.roll import RollGates
 from .lb.tier import HaproxyTier
 from .model import Fleet, FleetConfigError
 from .model.rules import image_warnings
@@ -33,14 +34,16 @@ def build(fleet: Fleet, secrets: Secrets, *, operator_home: str | None = None) -
     kvm_images = KvmBaseImages()  # shared by every KVM guest of this run
     docker_images = DockerImages()  # shared by every Docker guest of this run
     xen_images = XenBaseImages()  # shared by every Xen guest of this run
+    gates = RollGates(fleet.load_balancer)  # a rolled web server's guest waits for its drain
     for guest in fleet.guests:
         component = GUEST_COMPONENTS.get(guest.type)
         if component is None:
             pulumi.log.warn(f"guest {guest.name}: {guest.type} guests are not deployable yet; skipped")
             continue
-        guests[guest.name] = component(
-            guest, context=GuestContext(fleet, hosts[guest.host], secrets, kvm_images, docker_images, xen_images)
+        context = GuestContext(
+            fleet, hosts[guest.host], secrets, kvm_images, docker_images, xen_images, tuple(gates.after(guest.name))
         )
+        guests[guest.name] = component(guest, context=context)
     outputs: dict[str, pulumi.Output] = {
         "hosts": pulumi.Output.from_input({name: h.host.address for name, h in hosts.items()}),
         "guests": pulumi.Output.from_input(
@@ -59,13 +62,14 @@ def build(fleet: Fleet, secrets: Secrets, *, operator_home: str | None = None) -
     if consoles:
         outputs["consoleUrls"] = pulumi.Output.from_input(consoles)
     if fleet.load_balancer:
-        tier = HaproxyTier(fleet.load_balancer, fleet=fleet, hosts=hosts, guests=guests, secrets=secrets)
+        tier = HaproxyTier(fleet.load_balancer, fleet=fleet, hosts=hosts, guests=guests, secrets=secrets, gates=gates)
         outputs.update(
             frontendUrl=tier.frontend_url,
             statsUrl=tier.stats_url,
             statsUser=tier.stats_user,
             statsPassword=pulumi.Output.secret(tier.stats_password),
         )
+    gates.check_opened()
     return outputs
 
 

@@ -20,6 +20,9 @@ from components.model import FleetConfigError, load_fleet
 from plan.run import StackConfig, load_stack, run_program
 
 CONTAINER = "docker:index/container:Container"
+REMOTE_STEP = "virtfleet:remote:RemoteStep"
+COMMAND = "command:remote:Command"
+COPY = "command:remote:CopyToRemote"
 IMAGE = "docker:index/remoteImage:RemoteImage"
 NETWORK = "docker:index/network:Network"
 COMPONENT = "virtfleet:guest:DockerGuest"
@@ -159,7 +162,10 @@ def test_docker_guests_are_no_longer_pending_nor_warned_about(runs):
         assert not any("docker guests are not deployable" in w for w in rec.warnings), stack
 
 
-def test_a_changed_memory_limit_changes_exactly_its_own_container(runs):
+def test_a_changed_memory_limit_changes_exactly_its_own_container_between_its_drain_and_ready(runs):
+    """web3 is a web server of the rolled tier: its step carries the guest's definition, so it runs again
+    (its page copied again too), and with it its drain and ready steps on the balancer; the container is
+    recreated between them. Nothing of another guest changes."""
     _, base = runs["dev"]
 
     def grow(values):
@@ -167,7 +173,9 @@ def test_a_changed_memory_limit_changes_exactly_its_own_container(runs):
 
     _, rec = variant("dev", "dev", grow)
     changed = changed_resources(base, rec)
-    assert list(changed) == [f"{CONTAINER} web3"], list(changed)
+    roll = {f"{kind} devbox-{step}-web3" for kind in (REMOTE_STEP, COMMAND) for step in ("drain", "webserver", "ready")}
+    page = f"{COPY} devbox-webserver-web3-file-var-lib-virtfleet-docker-web3-htdocs-index.html"
+    assert set(changed) == {f"{CONTAINER} web3", page, *roll}, list(changed)
     old, new = changed[f"{CONTAINER} web3"]
     assert {k for k in old if old[k] != new[k]} == {"memory", "memorySwap"}
     assert new["memory"] == 384

@@ -28,7 +28,7 @@ from components.lb.balancer_files import (
     stats_url,
 )
 from components.lb.tier import render_config_step, render_install_step
-from components.lb.web_servers import web_server_steps
+from components.lb.web_servers import web_server_step, web_server_steps
 from components.remote.scripts import STDIN_RUNNER
 from plan.mocks import SECRET_MARK, placeholder
 from plan.run import load_stack
@@ -136,6 +136,39 @@ def test_web_server_steps_wait_for_their_guest_component_when_it_exists(planned)
             assert children and children <= set(step.dependencies), web.guest.name
             waited += 1
     assert waited or not guests
+
+
+# What takes a web server's guest down when the guest changes (a replace or a restart), per guest type.
+RECREATED = {
+    "kvm": ["libvirt:index/volume:Volume", "libvirt:index/domain:Domain"],  # its disk, then the domain
+    "docker": ["docker:index/container:Container"],
+    "xen": ["command:remote:Command"],  # the remote guests' lifecycle steps
+    "openvz": ["command:remote:Command"],
+    "virtualbox": ["command:remote:Command"],
+}
+
+
+def test_a_web_servers_guest_changes_between_its_drains_and_its_ready_steps(planned):
+    """The roll covers the guest itself: the resource that would take it down waits for the server's
+    drain step on every balancer node (and nothing else of the guest does), and the ready steps wait
+    for the server's step, which waits for every resource of the guest."""
+    fleet, rec, _ = planned
+    lb = fleet.load_balancer
+    guests = {r.name: r.urn for r in rec.resources if r.type.startswith("virtfleet:guest:")}
+    seen = set()
+    for web in web_server_steps(lb, fleet):
+        if web.guest.name not in guests:
+            continue
+        drains = {c.urn for n in lb.nodes for c in descendants(rec, rec.named(f"{n}-drain-{web.guest.name}", STEP).urn)}
+        assert drains, web.guest.name
+        gated = [r for r in descendants(rec, guests[web.guest.name]) if r.custom and drains & set(r.dependencies)]
+        assert [r.type for r in gated] == RECREATED[web.guest.type], (web.guest.name, [r.name for r in gated])
+        assert all(drains <= set(r.dependencies) for r in gated)
+        step = {c.urn for c in descendants(rec, rec.named(f"{web.runs_on}-{web.step.name}", STEP).urn) if c.custom}
+        for node in lb.nodes:
+            assert step and step <= set(rec.named(f"{node}-ready-{web.guest.name}", STEP).dependencies)
+        seen.add(web.guest.type)
+    assert seen == {g.type for g in fleet.guests if g.name in guests and g.name in (*lb.backends, *lb.backups)}
 
 
 def test_outputs_name_the_frontend_and_stats(planned):
@@ -347,3 +380,14 @@ def test_retries_reach_a_backup_past_every_dead_active_server():
     assert retries(unobserved) == max(RETRIES, 3 * 2 + 1)  # errorLimit counts only with observe
     many = prod_with_lb(healthCheck={"path": "/", "observe": "layer4", "errorLimit": 5}).load_balancer
     assert retries(many) == 3 * 6 + 1 > RETRIES
+
+
+def test_a_guests_definition_reruns_its_web_server_step_and_protect_does_not(recorded):
+    fleet, _ = recorded
+    lb = fleet.load_balancer
+    for web in web_server_steps(lb, fleet):
+        guest = web.guest
+        grown = guest.model_copy(update={"memory_mib": guest.memory_mib + 64})
+        protected = guest.model_copy(update={"protect": not getattr(guest, "protect", False)})
+        assert web_server_step(grown, lb, fleet).step.digest != web.step.digest, guest.name
+        assert web_server_step(protected, lb, fleet).step.digest == web.step.digest, guest.name

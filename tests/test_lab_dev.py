@@ -5,9 +5,10 @@ host devbox at 10.10.0.2 as a throwaway view with the EL fakes first on PATH, a 
 QEMU and a real dockerd inside it, and stand-ins for the two KVM guests the program logs in to
 (no guest OS boots here: sshd views at 10.10.0.11/.12 serving their page with busybox httpd).
 The tests run in file order, one cycle: first preview, up from empty, no-change previews, refresh,
-one field changed, a guest added (with a fault half-way) and removed, protection, the secrets in
-the state, destroy. Each reads the end state from the real systems (virsh, docker, the fakes'
-state, HTTP through the real HAProxy), not only what the engine says.
+every web server changed and two guests recreated (rolled, under load), a guest added (with a fault
+half-way) and removed, protection, the secrets in the state, destroy. Each reads the end state from
+the real systems (virsh, docker, the fakes' state, HTTP through the real HAProxy), not only what the
+engine says.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from support.lab_run import (
     differences,
     edit_stack,
     host_snapshot,
+    json_objects,
     lab_for,
     operations,
     preview_steps,
@@ -153,16 +155,8 @@ def test_refresh_right_after_up_reports_no_drift(lab):
     lab.pulumi("preview", "--expect-no-changes", "--stack", "lab")
 
 
-def test_a_change_to_every_web_server_rolls_one_server_at_a_time_under_load(lab):
-    """virtfleet's own web server scripts changed (an upgrade: a line added to both templates), so every
-    web server's step runs again: the engine runs each between its drain and ready steps on devbox's
-    haproxy (the real one the lab runs), one server after the other, while the operator keeps
-    requesting the site (bounded): no request fails, and each drain and ready step reports what
-    haproxy's runtime API did."""
-    lab.start_services()
-    for name in ("webserver-httpd.create.sh.j2", "webserver-docker.create.sh.j2"):
-        template = lab.project / "templates" / "steps" / name
-        template.write_text(template.read_text() + "# changed by tests/test_lab_dev.py: every web server rolls\n")
+def under_load(lab, change):
+    """``change()`` while the operator keeps requesting the site (bounded); the statuses it saw."""
     statuses: list[str] = []
     stop = threading.Event()
 
@@ -173,10 +167,37 @@ def test_a_change_to_every_web_server_rolls_one_server_at_a_time_under_load(lab)
     with ThreadPoolExecutor(1) as pool:
         load = pool.submit(client)
         try:
-            up = timed("rolled change", lab, "up", "--yes", "--json", "--stack", "lab").stdout
+            done = change()
         finally:
             stop.set()
             load.result(timeout=30)
+    return done, statuses
+
+
+def began(up_json: str) -> list[str]:
+    """The name of each resource at every operation ``pulumi up --json`` began on it, in order (a
+    replace begins twice: its create and its delete)."""
+    return [
+        meta["urn"].rsplit("::", 1)[-1]
+        for event in json_objects(up_json)
+        if (meta := (event.get("resourcePreEvent") or {}).get("metadata"))
+        and meta.get("op") not in ("same", "read", "refresh")
+    ]
+
+
+def test_a_change_to_every_web_server_rolls_one_server_at_a_time_under_load(lab):
+    """virtfleet's own web server scripts changed (an upgrade: a line added to both templates), so every
+    web server's step runs again: the engine runs each between its drain and ready steps on devbox's
+    haproxy (the real one the lab runs), one server after the other, while the operator keeps
+    requesting the site (bounded): no request fails, and each drain and ready step reports what
+    haproxy's runtime API did."""
+    lab.start_services()
+    for name in ("webserver-httpd.create.sh.j2", "webserver-docker.create.sh.j2"):
+        template = lab.project / "templates" / "steps" / name
+        template.write_text(template.read_text() + "# changed by tests/test_lab_dev.py: every web server rolls\n")
+    up, statuses = under_load(
+        lab, lambda: timed("rolled change", lab, "up", "--yes", "--json", "--stack", "lab").stdout
+    )
     servers = ["web1", "web2", "web3", "backup"]
     webs = {"web1": "web1-webserver-httpd", "web2": "web2-webserver-httpd"} | {
         s: f"{HOST}-webserver-{s}" for s in ("web3", "backup")
@@ -192,17 +213,58 @@ def test_a_change_to_every_web_server_rolls_one_server_at_a_time_under_load(lab)
     lab.pulumi("preview", "--expect-no-changes", "--stack", "lab")
 
 
-def test_one_field_changed_touches_only_what_must_change(lab):
-    """web1's memory: pulumi-libvirt 0.5.4 cannot change it in place (ForceNew), so the domain is
-    defined again on the same disk, and its power step runs again for the new domain."""
-    edit_stack(lab, lambda v: guest_entry(v, "web1").update(memoryMiB=1536))
+def test_guests_recreated_by_a_change_roll_one_at_a_time_under_load(lab):
+    """web1's memory and web3's environment: pulumi-libvirt 0.5.4 cannot change a domain's memory in
+    place (ForceNew), so web1's domain is defined again on the same disk (its power step runs again for
+    the new domain); pulumi-docker recreates a container for a new environment (its memory it would
+    change in place). Each is a web server of the tier: its recreation happens between its drain and
+    ready steps on devbox's haproxy, web1 first, then web3, its own step run again after it (nothing
+    else changes), and no request of the operator's fails. web3's container serves the site for real
+    here (web1 is a stand-in)."""
+    lab.start_services()
+
+    def grow(values):
+        guest_entry(values, "web1").update(memoryMiB=1536)
+        guest_entry(values, "web3").update(env={"VIRTFLEET_ROLLED": "1"})
+
+    web3_before = json.loads(lab.ssh(HOST, "docker inspect web3").stdout)[0]["Id"]
+    edit_stack(lab, grow)
     planned = preview_steps(lab.pulumi("preview", "--json", "--stack", "lab").stdout)
-    assert planned == {"web1": "replace", f"{HOST}-web1-power": "replace"}, planned
-    done = operations(timed("one-field update", lab, "up", "--yes", "--json", "--stack", "lab").stdout)
-    assert done == planned
-    TIMES["one-field update"] = (TIMES["one-field update"][0], len(planned))
+    roll = {
+        "web1": ["web1", f"{HOST}-web1-power", "web1-webserver-httpd"],
+        "web3": ["web3", f"{HOST}-webserver-web3"],
+    }
+    expected = {"web1": "replace", f"{HOST}-web1-power": "replace", "web3": "replace"}
+    expected |= {n: "update" for n in ("web1-webserver-httpd", f"{HOST}-webserver-web3")}
+    expected |= {f"{HOST}-{step}-{s}": "update" for s in roll for step in ("drain", "ready")}
+    # The servers' page files are copied again too (their triggers are their step's digest).
+    pages = {k: v for k, v in planned.items() if "-webserver-" in k and "-file-" in k}
+    assert pages and set(pages.values()) == {"replace"}, planned
+    assert all(k.startswith(("web1-webserver-httpd-file-", f"{HOST}-webserver-web3-file-")) for k in pages), pages
+    assert {k: v for k, v in planned.items() if k not in pages} == expected, planned
+    up, statuses = under_load(
+        lab, lambda: timed("guests recreated", lab, "up", "--yes", "--json", "--stack", "lab").stdout
+    )
+    assert operations(up) == planned
+    TIMES["guests recreated"] = (TIMES["guests recreated"][0], len(planned))
+    # Every operation on a server's guest and step begins after its drain and before its ready, and the
+    # next server's drain after that ready (web1's power step, delete-before-replace, goes first).
+    order = [n for n in began(up) if n in expected]
+    phases = [phase for s in roll for phase in ([f"{HOST}-drain-{s}"], roll[s], [f"{HOST}-ready-{s}"])]
+    assert [next(i for i, names in enumerate(phases) if n in names) for n in order] == sorted(
+        next(i for i, names in enumerate(phases) if n in names) for n in order
+    ), order
+    assert set(order) == set(expected), order
+    assert len(statuses) > 20 and set(statuses) == {"200"}, Counter(statuses)
     info = lab.ssh(HOST, "virsh domstate web1; virsh dominfo web1").stdout
     assert info.startswith("running\n") and re.search(r"^Max memory:\s+1572864 KiB$", info, re.M), info
+    inspect = json.loads(lab.ssh(HOST, "docker inspect web3").stdout)[0]
+    assert inspect["State"]["Running"] is True and inspect["Id"] != web3_before
+    assert "VIRTFLEET_ROLLED=1" in inspect["Config"]["Env"], inspect["Config"]["Env"]
+    outputs = command_outputs(lab)
+    for server in roll:
+        assert f"changed: {server} drained and in maintenance on {HOST}" in outputs[f"{HOST}-drain-{server}"]
+        assert f"changed: {server} back in rotation on {HOST} (UP)" in outputs[f"{HOST}-ready-{server}"]
     lab.pulumi("preview", "--expect-no-changes", "--stack", "lab")
 
 

@@ -23,3 +23,6 @@ class GuestContext:
     docker_images: DockerImages = field(default_factory=DockerImages)
     # Downloads shared by the Xen guests of one run (one per host and URL).
     xen_images: XenBaseImages = field(default_factory=XenBaseImages)
+    # A web server's when the tier rolls (lb.roll.RollGates): what the resource that would take the guest
+    # down when it changes (domain, container, lifecycle step) waits for, its drain steps.
+    roll_after: tuple = ()

@@ -165,7 +165,7 @@ class DockerGuest(pulumi.ComponentResource):
         if host.docker_provider is None:
             raise ValueError(f"guest {guest.name}: host {host.host.name} has no docker role (no docker provider)")
         image = context.docker_images.image(host, guest.image)
-        depends_on: list[pulumi.Resource] = [image, *host.ready]
+        depends_on: list = [image, *host.ready, *context.roll_after]
         if guest.network is not None:
             depends_on.append(host.docker_networks[guest.network.bridge])
         self.container = docker.Container(

@@ -91,7 +91,9 @@ class KvmGuest(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(
                 on_host,
                 pulumi.ResourceOptions(
-                    retain_on_delete=guest.retain_disk, depends_on=[*host.ready, *([base.step] if base else [])]
+                    retain_on_delete=guest.retain_disk,
+                    # (a new disk means a new domain: a web server's waits for its drain too)
+                    depends_on=[*host.ready, *([base.step] if base else []), *context.roll_after],
                 ),
             ),
         )
@@ -167,7 +169,7 @@ class KvmGuest(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(
                 on_host,
                 pulumi.ResourceOptions(
-                    depends_on=[network, disk, seed, *boot_deps],
+                    depends_on=[network, disk, seed, *boot_deps, *context.roll_after],
                     protect=guest.protect,
                     ignore_changes=ignored,
                 ),

@@ -101,7 +101,7 @@ class OpenvzGuest(pulumi.ComponentResource):
             lifecycle,
             connection=host.connection,
             protect=guest.protect,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=host.ready),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*host.ready, *context.roll_after]),
         )
         password = context.secrets.root_password
         if password is not None:

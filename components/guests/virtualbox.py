@@ -198,7 +198,7 @@ class VirtualboxGuest(pulumi.ComponentResource):
             render_vm_step(guest, fleet),
             connection=host.connection,
             protect=guest.protect,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*depends, *context.roll_after]),
         )
         self.readback = state
         self.name = field_of(state, "name", guest.name)

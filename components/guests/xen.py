@@ -71,7 +71,9 @@ class XenGuest(pulumi.ComponentResource):
             lifecycle,
             connection=host.connection,
             protect=guest.protect,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*host.ready, self.seed, *downloads]),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[*host.ready, self.seed, *downloads, *context.roll_after]
+            ),
         )
         target = f"{fleet.ssh.user}@{host.host.address}"
         port = "" if host.host.port == 22 else f" -p {host.host.port}"

@@ -41,7 +41,7 @@ from .balancer_files import (
     render_tmpfiles_conf,
     stats_url,
 )
-from .roll import render_drain_step, render_ready_step
+from .roll import RollGates, render_drain_step, render_ready_step
 from .vrrp_files import (
     KEEPALIVED_CONF,
     NOTIFY_SCRIPT,
@@ -161,6 +161,7 @@ class HaproxyTier(pulumi.ComponentResource):
         hosts: dict,
         guests: dict,
         secrets: Secrets,
+        gates: RollGates | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("virtfleet:lb:HaproxyTier", "haproxy-tier", None, opts)
@@ -216,7 +217,7 @@ class HaproxyTier(pulumi.ComponentResource):
                 public_files={f.path: f.content for f in public.files},
                 opts=pulumi.ResourceOptions(parent=self, depends_on=before_config),
             )
-        self._roll(lb, fleet, hosts, guests, secrets)
+        self._roll(lb, fleet, hosts, guests, secrets, gates)
         self.frontend_url = pulumi.Output.from_input(frontend_url(lb, fleet))
         self.stats_url = pulumi.Output.from_input(stats_url(lb, fleet))
         # The credentials are both secret outputs, the user name too (the issue's "credentials").
@@ -235,9 +236,12 @@ class HaproxyTier(pulumi.ComponentResource):
             }
         )
 
-    def _roll(self, lb: LoadBalancer, fleet: Fleet, hosts: dict, guests: dict, secrets: Secrets) -> None:
+    def _roll(
+        self, lb: LoadBalancer, fleet: Fleet, hosts: dict, guests: dict, secrets: Secrets, gates: RollGates | None
+    ) -> None:
         """The web servers' steps, one after the other between a drain and a ready step on every
-        balancer node (``roll``), after the balancer's configuration; or all at once."""
+        balancer node (``roll``), after the balancer's configuration; or all at once. Each server's
+        guest (built before the tier) waits for its drains through ``gates``."""
         after: list[pulumi.Resource] = list(self.config_steps.values())
         for web in web_server_steps(lb, fleet):
             name = web.guest.name
@@ -245,6 +249,8 @@ class HaproxyTier(pulumi.ComponentResource):
                 self.web_servers[name] = self._web_server(web, fleet, hosts, guests, secrets, after=[])
                 continue
             drains = [self._balancer_step(render_drain_step(lb, fleet, n, web), n, after) for n in lb.nodes]
+            if gates is not None:
+                gates.open(name, drains)
             self.web_servers[name] = self._web_server(web, fleet, hosts, guests, secrets, after=drains)
             ready = [render_ready_step(lb, fleet, n, web) for n in lb.nodes]
             after = [self._balancer_step(r, n, [self.web_servers[name]]) for r, n in zip(ready, lb.nodes, strict=True)]

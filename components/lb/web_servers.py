@@ -23,7 +23,7 @@ from pathlib import PurePosixPath
 from ..model import DockerGuest, Fleet, Guest, LoadBalancer, OpenvzGuest
 from ..osfamily import os_family
 from ..remote.scripts import RemoteFile, RenderedStep, render_step
-from ..render import render
+from ..render import digest, render
 
 DOCROOT = "/var/www/html"
 DOCKER_HTDOCS = "/var/lib/virtfleet/docker/{guest}/htdocs"  # on the Docker host
@@ -94,6 +94,14 @@ def first_boot(guest: Guest, fleet: Fleet) -> FirstBoot | None:
     )
 
 
+def guest_definition(guest: Guest) -> str:
+    """The guest's definition as the stack gives it, digested, but for ``protect`` (Pulumi's alone: it
+    never touches the guest). A web server's step carries it, so the step runs again after any change
+    that may recreate or restart the guest (between the server's drain and ready steps when the tier
+    rolls: ``roll``)."""
+    return digest(guest.model_dump_json(by_alias=True, exclude={"protect"}))
+
+
 def _httpd_step(guest: Guest, lb: LoadBalancer, fleet: Fleet, *, embed: bool) -> RenderedStep:
     family = os_family(guest.os_family)
     ports = _web_ports(lb)
@@ -109,6 +117,7 @@ def _httpd_step(guest: Guest, lb: LoadBalancer, fleet: Fleet, *, embed: bool) ->
         package_manager=family.package_manager,
         port=lb.backend_port,
         firewall_ports=[f"{p}/tcp" for p in ports],
+        guest_definition=guest_definition(guest),
     )
 
 
@@ -155,6 +164,7 @@ def _docker(guest: DockerGuest, lb: LoadBalancer, fleet: Fleet) -> WebServerStep
         fcontext_root=root,
         fcontext_spec=f"{root}(/.*)?",
         container_htdocs=DOCKER_CONTAINER_HTDOCS,
+        guest_definition=guest_definition(guest),
     )
     return WebServerStep(guest, guest.host, False, step, page_files(guest, lb, fleet, DOCKER_CONTAINER_HTDOCS))
 

@@ -173,8 +173,8 @@ class LoadBalancer(Frozen):
     rolling_changes: bool = Field(
         True,
         description="change the web servers one at a time: each taken out of rotation on the balancer "
-        "(drained, then maintenance) before its step runs and back once haproxy reports it UP; false: "
-        "all at once",
+        "(drained, then maintenance) before its step runs or its guest is recreated, and back once haproxy "
+        "reports it UP (a first deploy creates them one after the other too); false: all at once",
     )
     client_limits: ClientLimits = Field(
         ClientLimits(), description="per-client connection and request-rate limits (off unless enabled)"
