@@ -47,6 +47,7 @@ lint: $(STAMP)
 ## bench: benchmarks/, printed as ratios measured in one run
 bench: $(STAMP)
 	$(PY) benchmarks/haproxy_tier.py
+	$(PY) benchmarks/rolling_change.py
 	$(PY) benchmarks/state_backend.py
 	$(PY) benchmarks/lab_up.py
 

@@ -49,9 +49,13 @@ NASTY = [
 WORD = st.text(alphabet=string.ascii_letters + string.digits, min_size=1, max_size=6)
 TEXT = st.lists(st.one_of(st.sampled_from(NASTY), WORD), min_size=1, max_size=8).map("".join)
 # Near-valid values (what the field's grammar allows, with its edge characters) four times in five,
-# so that most examples are accepted and reach the renderers; random TEXT the third time.
+# so that most examples are accepted and reach the renderers; random TEXT the third time. No lone
+# surrogate (Cs): a stack's values reach the program as UTF-8 (the CLI's Go strings), which cannot hold
+# one (Hypothesis drew U+D800 in CI, and the test's own pipe to bash could not encode it).
 ONE_LINE = st.lists(
-    st.one_of(st.sampled_from([n for n in NASTY if n.isprintable()]), WORD, st.characters(exclude_categories=["Cc"])),
+    st.one_of(
+        st.sampled_from([n for n in NASTY if n.isprintable()]), WORD, st.characters(exclude_categories=["Cc", "Cs"])
+    ),
     min_size=1,
     max_size=10,
 ).map("".join)
