@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pydantic
 import pytest
 from conftest import edited_fleet
 from support.haproxy_check import certificate_pem, haproxy_check
@@ -28,7 +29,7 @@ from components.lb.balancer_files import (
     stats_url,
 )
 from components.lb.tier import render_config_step, render_install_step
-from components.lb.web_servers import web_server_step, web_server_steps
+from components.lb.web_servers import guest_definition, web_server_step, web_server_steps
 from components.remote.scripts import STDIN_RUNNER
 from plan.mocks import SECRET_MARK, placeholder
 from plan.run import load_stack
@@ -391,3 +392,8 @@ def test_a_guests_definition_reruns_its_web_server_step_and_protect_does_not(rec
         protected = guest.model_copy(update={"protect": not getattr(guest, "protect", False)})
         assert web_server_step(grown, lb, fleet).step.digest != web.step.digest, guest.name
         assert web_server_step(protected, lb, fleet).step.digest == web.step.digest, guest.name
+        # A later virtfleet's new field, at its default, is the same definition: nothing rolls for it.
+        later = pydantic.create_model(f"Later{type(guest).__name__}", __base__=type(guest), future=(int, 0))
+        upgraded = later(**guest.model_dump(by_alias=True))
+        assert guest_definition(upgraded) == guest_definition(guest), guest.name
+        assert guest_definition(upgraded.model_copy(update={"future": 1})) != guest_definition(guest)

@@ -96,10 +96,11 @@ def first_boot(guest: Guest, fleet: Fleet) -> FirstBoot | None:
 
 def guest_definition(guest: Guest) -> str:
     """The guest's definition as the stack gives it, digested, but for ``protect`` (Pulumi's alone: it
-    never touches the guest). A web server's step carries it, so the step runs again after any change
-    that may recreate or restart the guest (between the server's drain and ready steps when the tier
-    rolls: ``roll``)."""
-    return digest(guest.model_dump_json(by_alias=True, exclude={"protect"}))
+    never touches the guest) and the fields at their defaults (a later virtfleet with a new field
+    changes no digest). A web server's step carries it, so the step runs again after any change that
+    may recreate or restart the guest (between the server's drain and ready steps when the tier rolls:
+    ``roll``)."""
+    return digest(guest.model_dump_json(by_alias=True, exclude={"protect"}, exclude_defaults=True))
 
 
 def _httpd_step(guest: Guest, lb: LoadBalancer, fleet: Fleet, *, embed: bool) -> RenderedStep:
