@@ -39,7 +39,7 @@ from ..model import Fleet, LoadBalancer
 from ..remote.scripts import RenderedStep, render_step
 from ..render import digest
 from .balancer_files import ADMIN_SOCKET, BACKEND_NAME
-from .web_servers import WebServerStep, guest_definition
+from .web_servers import WebServerStep
 
 DRAIN_TIMEOUT_S = 30  # the longest a running request may keep a server from maintenance
 WAIT_OTHERS_S = 60  # how long a drain waits for another active server to return
@@ -94,7 +94,6 @@ def _context(lb: LoadBalancer, web: WebServerStep) -> dict:
         # The server step's digest and scripts: the balancer's steps run again exactly when the server's
         # Command does (its scripts are its inputs too: a new version of a template changes them).
         "server_step": f"{web.runs_on}/{web.step.name} {web.step.digest} {digest(web.step.create, web.step.delete)}",
-        "guest": f"{web.guest.type} guest {web.guest.name} {guest_definition(web.guest)}",
     }
 
 

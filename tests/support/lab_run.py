@@ -140,16 +140,21 @@ def operations(up_json: str, *, by_urn: bool = False) -> dict[str, str]:
     return done
 
 
+def began(up_json: str, type_: str | None = None) -> list[str]:
+    """The name of each resource (of ``type_``, or any) at every operation ``pulumi up --json`` began
+    on it other than same/read/refresh, in order (a replace begins twice: its create and its delete)."""
+    return [
+        meta["urn"].rsplit("::", 1)[-1]
+        for event in json_objects(up_json)
+        if (meta := (event.get("resourcePreEvent") or {}).get("metadata"))
+        and meta.get("op") not in ("same", "read", "refresh")
+        and (type_ is None or meta.get("type") == type_)
+    ]
+
+
 def started_commands(up_json: str) -> list[str]:
     """The names of the Commands ``pulumi up --json`` started (create, update or replace), in order."""
-    started = []
-    for event in json_objects(up_json):
-        meta = (event.get("resourcePreEvent") or {}).get("metadata")
-        if meta and meta.get("type") == "command:remote:Command" and meta.get("op") not in ("same", "read", "refresh"):
-            name = meta["urn"].rsplit("::", 1)[-1]
-            if name not in started:
-                started.append(name)
-    return started
+    return list(dict.fromkeys(began(up_json, "command:remote:Command")))
 
 
 def command_outputs(lab, stack: str = "lab") -> dict[str, str]:
