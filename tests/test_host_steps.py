@@ -7,6 +7,8 @@ Fast (no program run, no SSH): the tests that ``make mutate`` runs for every mut
 
 from __future__ import annotations
 
+import shlex
+
 import pytest
 from conftest import edited_fleet
 
@@ -176,8 +178,11 @@ def test_every_step_runs_as_its_own_host():
         for host in fleet.hosts:
             for step in host_steps(host, fleet):
                 assert step.machine == host.name
-                for action, script in (("create", step.create), ("delete", step.delete)):
-                    assert f"vf_step='{host.name}/{step.name} ({action})'\n" in script, (host.name, step.name)
+                # A create names its mode, create or check (_frame.sh.j2's check mode).
+                mode = '" ($([ "$vf_check" = 1 ] && echo check || echo create))"'
+                create = f"vf_step={shlex.quote(f'{host.name}/{step.name}')}{mode}\n"
+                assert create in step.create, (host.name, step.name)
+                assert f"vf_step='{host.name}/{step.name} (delete)'\n" in step.delete, (host.name, step.name)
 
 
 def _prod_with(**changes) -> object:

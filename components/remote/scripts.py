@@ -7,6 +7,7 @@ changed/unchanged report). ``step.RemoteStep`` turns a RenderedStep into Pulumi 
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -107,6 +108,20 @@ def render_step(
 # it runs, and auditd's execve records keep it. This runner reads the script into a variable, gives
 # the script's own commands /dev/null as stdin, and evaluates it in the same bash.
 STDIN_RUNNER = "/bin/bash -c 'vf_script=$(cat) && exec </dev/null && eval \"$vf_script\"' virtfleet-step"
+
+
+_STEP_ARG0 = " virtfleet-step"
+
+
+def as_check_command(command: str, staging: str | None = None) -> str:
+    """A create command (``as_command``'s or ``STDIN_RUNNER``) that runs its script in check mode:
+    it changes nothing and ends "in sync" or "drift: N" (``_frame.sh.j2``). ``staging``: a directory
+    on the machine holding the step's files as the stack renders them now."""
+    extra = " --check" + (f" {shlex.quote(staging)}" if staging is not None else "")
+    for tail in (f"{_STEP_ARG0} </dev/null", _STEP_ARG0):
+        if command.endswith(tail):
+            return command[: -len(tail)] + _STEP_ARG0 + extra + tail[len(_STEP_ARG0) :]
+    raise ValueError("not a step's create command: it does not end with its arguments' name, virtfleet-step")
 
 
 def as_command(script: str, *, stdin: bool = False) -> str:

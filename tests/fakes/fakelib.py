@@ -62,6 +62,7 @@ def run(main: Callable[[str, list[str]], int]) -> NoReturn:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             ensure_minimal_install()
+            ensure_booted()
             injected_failure(prog, sys.argv[1:])
             code = main(prog, sys.argv[1:])
         except Exit as exc:
@@ -475,6 +476,20 @@ def ensure_minimal_install() -> None:
             selinux,
             "# This file controls the state of SELinux on the system.\nSELINUX=enforcing\nSELINUXTYPE=targeted\n",
         )
+
+
+SELINUX_MODES = {"enforcing": "Enforcing", "permissive": "Permissive", "disabled": "Disabled"}
+
+
+def ensure_booted() -> None:
+    """The view's boot, at the first fake call (again after ``systemctl reboot``): SELinux's running
+    mode is read from /etc/selinux/config now and kept. Done here rather than by the first
+    ``getenforce``, so a query never writes state (a check-mode run must change nothing)."""
+    if (STATE_DIR / "selinux.json").exists():
+        return
+    config = Path("/etc/selinux/config")
+    match = re.search(r"^\s*SELINUX\s*=\s*(\w+)", config.read_text() if config.exists() else "", re.M)
+    save("selinux", {"mode": SELINUX_MODES.get(match[1].lower(), "Disabled") if match else "Disabled"})
 
 
 def installed() -> dict[str, dict]:

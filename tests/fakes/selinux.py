@@ -2,20 +2,17 @@
 """Fake ``getenforce``, ``setenforce``, ``selinuxenabled`` (libselinux-utils) and ``getsebool``,
 ``setsebool [-P]`` (policycoreutils).
 
-The running mode is read from /etc/selinux/config's ``SELINUX=`` the first time it is asked for
-(the "boot" of the view) and kept in state afterwards: editing the config later changes nothing
-until a reboot (``systemctl reboot``), as on a real host; ``setenforce`` changes only the running
-mode. Booleans: ``setsebool`` changes the running value, ``-P`` the persistent one as well.
+The running mode is read from /etc/selinux/config's ``SELINUX=`` at the first call of any fake
+(the "boot" of the view, ``fakelib.ensure_booted``) and kept in state afterwards: editing the
+config later changes nothing until a reboot (``systemctl reboot``), as on a real host;
+``setenforce`` changes only the running mode. Booleans: ``setsebool`` changes the running value,
+``-P`` the persistent one as well.
 """
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import fakelib
 
-MODES = {"enforcing": "Enforcing", "permissive": "Permissive", "disabled": "Disabled"}
 USAGE = "usage:  setenforce [ Enforcing | Permissive | 1 | 0 ]"
 BOOLEAN_DEFAULTS = {
     "haproxy_connect_any": False,
@@ -33,13 +30,8 @@ TRUTH = {"1": True, "on": True, "true": True, "0": False, "off": False, "false":
 
 
 def running_mode() -> str:
-    state = fakelib.load("selinux", None)
-    if state is None:
-        config = Path("/etc/selinux/config")
-        match = re.search(r"^\s*SELINUX\s*=\s*(\w+)", config.read_text() if config.exists() else "", re.M)
-        state = {"mode": MODES.get(match[1].lower(), "Disabled") if match else "Disabled"}
-        fakelib.save("selinux", state)
-    return state["mode"]
+    """The mode the view booted with (``fakelib.ensure_booted``), as ``setenforce`` left it."""
+    return fakelib.load("selinux", {"mode": "Disabled"})["mode"]
 
 
 def main(prog: str, argv: list[str]) -> int:

@@ -54,8 +54,10 @@ UNIT_VERBS = {
     "mask",
     "unmask",
 }
+QUERY_VERBS = {"is-active", "is-enabled", "status"}
 PLAIN_VERBS = {"daemon-reload", "daemon-reexec", "reset-failed", "list-units", "list-unit-files"}
-KEEP_IN_RUN = {"sshd", fakelib.THROWAWAY_MARKER.name}  # what the view itself needs in /run
+# What the view itself needs in /run (vfh-layers: its overlays' upper layers, bound there).
+KEEP_IN_RUN = {"sshd", "vfh-layers", fakelib.THROWAWAY_MARKER.name}
 
 
 def main(prog: str, argv: list[str]) -> int:
@@ -80,7 +82,8 @@ def main(prog: str, argv: list[str]) -> int:
     quiet = bool(flags & {"-q", "--quiet"})
     handler = VERBS.get(verb, change_run_state)
     code = handler(state, verb, units, now="--now" in flags, quiet=quiet, el7=el7)
-    fakelib.save("systemd", state)
+    if verb not in QUERY_VERBS:  # a query writes no state (a check-mode run must change nothing)
+        fakelib.save("systemd", state)
     return code
 
 

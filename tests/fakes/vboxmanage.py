@@ -38,6 +38,7 @@ as on a real host); ``--autostart-enabled`` keeps ``<db>/<user>.start`` counts.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import sys
@@ -62,6 +63,7 @@ def main(prog: str, argv: list[str]) -> int:
             "Oracle VM VirtualBox Command Line Management Interface Version 7.0.12\nUsage: VBoxManage <command>", 2
         )
     state = fakelib.load("vbox", {"vms": {}, "media": {}, "system": {"autostartdbpath": ""}})
+    loaded = json.dumps(state, sort_keys=True)  # a query (showvminfo, list, get…) writes no state file
     command, args = argv[0], argv[1:]
     handlers = {
         "createvm": createvm, "modifyvm": modifyvm, "storagectl": storagectl, "storageattach": storageattach,
@@ -75,7 +77,8 @@ def main(prog: str, argv: list[str]) -> int:
     try:
         code = handlers[command](state, args)
     finally:
-        fakelib.save("vbox", state)
+        if json.dumps(state, sort_keys=True) != loaded:
+            fakelib.save("vbox", state)
     return code
 
 

@@ -17,6 +17,7 @@ without an ACPI daemon does. Needs libvirtd/virtqemud active (``systemctl`` fake
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -57,6 +58,17 @@ KIB = {
 }
 
 
+def settled(state: dict) -> str:
+    """The state as a query leaves it: without the empty per-connection maps a lookup adds."""
+    return json.dumps(
+        {
+            k: ({uri: v for uri, v in value.items() if v} if k in ("domains", "pools") else value)
+            for k, value in state.items()
+        },
+        sort_keys=True,
+    )
+
+
 def main(prog: str, argv: list[str]) -> int:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # a closed pipe kills virsh, as it does the real one
     uri = os.environ.get("LIBVIRT_DEFAULT_URI", "qemu:///system")
@@ -89,6 +101,7 @@ def main(prog: str, argv: list[str]) -> int:
             "'/var/run/libvirt/libvirt-sock': No such file or directory"
         )
     state = fakelib.load("libvirt", {"domains": {}, "next_id": 1})
+    loaded = settled(state)
     domains = state["domains"].setdefault(uri, {})
     if command in NEEDS_DOMAIN and not args:
         fakelib.fail(f"error: command '{command}' requires <domain> option")
@@ -104,7 +117,8 @@ def main(prog: str, argv: list[str]) -> int:
         code = define(domains, args)
     else:
         code = domain_command(state, domains, command, lookup(domains, args[0]), options)
-    fakelib.save("libvirt", state)
+    if settled(state) != loaded:  # a query (domstate, dominfo, dumpxml, list…) writes no state file
+        fakelib.save("libvirt", state)
     # virsh ends each command's output with an empty line, written on its own after the answer: a
     # reader that has gone by then (`virsh domstate D | head -n 1`) kills it with SIGPIPE (exit 141).
     sys.stdout.flush()

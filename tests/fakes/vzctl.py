@@ -44,6 +44,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -132,7 +133,7 @@ def main(prog: str, argv: list[str]) -> int:
             "Please check that vzdev kernel module is loaded and you have sufficient permissions to access the file.",
             5,
         )
-    record_cmdlines()
+    record_cmdlines(query=action == "status")
     state = fakelib.load("vz", {"containers": {}})
     state.setdefault("caches", list(DEFAULT_CACHES))
     state.setdefault("retained", {})
@@ -239,8 +240,11 @@ def write_conf(ctid: str, ct: dict) -> None:
     )
 
 
-def record_cmdlines() -> None:
-    """Append every process's command line in this view (this PID namespace) to cmdlines.log."""
+def record_cmdlines(query: bool = False) -> None:
+    """Append every process's command line in this view (this PID namespace) to cmdlines.log.
+    A ``query`` (status) starts no log: a check-mode run before any vzctl call must change nothing."""
+    if query and not CMDLINES_LOG.parent.is_dir():
+        return
     lines = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
@@ -349,6 +353,7 @@ def start(state: dict, ctid: str, ct: dict) -> int:
         return resume(state, ctid, ct)  # vzctl start restores a suspended container from its dump
     fresh_run(ctid)
     ct["running"] = True
+    boot(ctid, ct)
     print("Starting container...\nContainer is mounted")
     if ct["ip"]:
         print(f"Adding IP address(es): {ct['ip']}")
@@ -412,16 +417,30 @@ def destroy(state: dict, ctid: str, ct: dict) -> int:
     return 0
 
 
-def enter(ctid: str, ct: dict, action: str, args: list[str]) -> None:
-    """Replace this process by the command in the container (the fakes' lock closes with exec)."""
-    command = "".join(f"{a} " if a else "'' " for a in args)
-    sys.stdout.flush()
-    argv = [
+def enter_argv(ctid: str, ct: dict, action: str, command: str) -> list[str]:
+    return [
         "unshare", "--mount", "--propagation", "private", "--uts", "--pid", "--fork", "--kill-child",
         "--mount-proc", "/bin/sh", "-c", ENTER, "vzctl-exec", str(ROOTS / ctid), ct["hostname"], action,
         command, " ".join(CONTAINER_DIRS), EXEC_PATH, str(FAKES_BIN.parent), EXEC_FAKES,
     ]  # fmt: skip
+
+
+def enter(ctid: str, ct: dict, action: str, args: list[str]) -> None:
+    """Replace this process by the command in the container (the fakes' lock closes with exec)."""
+    command = "".join(f"{a} " if a else "'' " for a in args)
+    sys.stdout.flush()
+    argv = enter_argv(ctid, ct, action, command)
     os.execvp(argv[0], argv)
+
+
+def boot(ctid: str, ct: dict) -> None:
+    """The container's boot: the fakes inside seed its minimal EL install now (as the view's first
+    fake call does for the host), so that later a step's first query inside it writes no state (a
+    check-mode run must change nothing)."""
+    seed = "rpm -q bash >/dev/null 2>&1 || true"
+    subprocess.run(
+        enter_argv(ctid, ct, "exec2", seed), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=False
+    )
 
 
 if __name__ == "__main__":

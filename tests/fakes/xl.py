@@ -386,6 +386,7 @@ def main(prog: str, argv: list[str]) -> int:
     if not argv:
         fakelib.fail(USAGE, 1)
     state = fakelib.load("xl", {"domains": {}, "next_domid": 1})
+    loaded = json.dumps(state, sort_keys=True)  # a query (list, create -n) writes no state file
     settle(state)
     command, args = argv[0], argv[1:]
     try:
@@ -403,7 +404,8 @@ def main(prog: str, argv: list[str]) -> int:
             return act(state, command, rest[0], dom, rest[1:], wait)
         fakelib.fail(f"xl: unknown subcommand '{command}'\n{USAGE}", 1)
     finally:
-        fakelib.save("xl", state)
+        if json.dumps(state, sort_keys=True) != loaded:
+            fakelib.save("xl", state)
 
 
 def act(state: dict, command: str, name: str, dom: dict, args: list[str], wait: bool) -> int:

@@ -256,8 +256,8 @@ def host_snapshot(lab, host: str, probes: dict[str, str]) -> dict:
             data.pop("jobs", None)  # the journal of every job: history, not state
         if isinstance(data, dict):  # counters (xl's next domid) are history too
             data = {k: v for k, v in data.items() if not k.startswith("next_")}
-            if not any(data.values()):
-                continue  # a fake's state with nothing in it (no domain left) is no state
+            if not _filled(data):
+                continue  # a fake's state with nothing in it (no domain left, no database path) is no state
         state[path] = data
     got.update(
         fakes=state,
@@ -268,6 +268,14 @@ def host_snapshot(lab, host: str, probes: dict[str, str]) -> dict:
         selinux=parts[fakes_at + 5],
     )
     return got
+
+
+def _filled(value) -> bool:
+    """Whether a JSON-like value holds anything but empty lists, empty strings, nulls and dicts of
+    those (False and 0 are values: a unit disabled is state)."""
+    if isinstance(value, dict):
+        return any(_filled(v) for v in value.values())
+    return value not in ("", None, [])
 
 
 def differences(before, after, path: str = "") -> list[str]:

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import pytest
 
+from support.check_mode import checked_create
 from support.tools import require_root, require_tool
 
 FAKES_BIN = Path(__file__).resolve().parent.parent / "fakes" / "bin"
@@ -117,10 +118,12 @@ class LoopbackSshd:
         extra_path: Sequence[str | os.PathLike[str]] = (),
         fakes: bool = True,
         startup_timeout: float = 15.0,
+        check_steps: bool = True,
     ) -> None:
         self.netns = netns
         self.path = ":".join([*map(str, extra_path), *([str(FAKES_BIN)] if fakes else []), SYSTEM_PATH])
         self.startup_timeout = startup_timeout
+        self.check_steps = check_steps
         self.port = 0
         self._dir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -241,8 +244,25 @@ class LoopbackSshd:
         input: str | None = None,
         known_hosts: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``cmd`` in the remote login shell, passed as ONE argument as pulumi-command does."""
-        proc = subprocess.run(
+        """Run ``cmd`` in the remote login shell, passed as ONE argument as pulumi-command does.
+
+        A create step's command first runs in check mode (``support/check_mode.py``) unless the
+        instance was made with ``check_steps=False``."""
+        if self.check_steps:
+            checked = checked_create(cmd, input, lambda c, i: self._session(c, 2 * timeout, i, known_hosts))
+            if checked is not None:
+                if check and checked.returncode != 0:
+                    raise RemoteCommandError(checked.returncode, cmd, checked.stdout, checked.stderr)
+                return checked
+        proc = self._session(cmd, timeout, input, known_hosts)
+        if check and proc.returncode != 0:
+            raise RemoteCommandError(proc.returncode, cmd, proc.stdout, proc.stderr)
+        return proc
+
+    def _session(
+        self, cmd: str, timeout: float, input: str | None, known_hosts: Path | None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
             [*self.ssh_argv(known_hosts), "--", cmd],
             input=input,
             stdin=None if input is not None else subprocess.DEVNULL,
@@ -252,9 +272,6 @@ class LoopbackSshd:
             timeout=timeout,
             check=False,
         )
-        if check and proc.returncode != 0:
-            raise RemoteCommandError(proc.returncode, cmd, proc.stdout, proc.stderr)
-        return proc
 
     def run_each(self, commands: Sequence[str], *, timeout: float = 120) -> list[subprocess.CompletedProcess[str]]:
         """Run several commands one after another in ONE session (one SSH handshake instead of one
@@ -368,7 +385,15 @@ class LoopbackSshd:
         self.known_hosts.write_text(f"{pattern} {self.host_public_key}\n")
         layers = d / "layers"
         layers.mkdir(exist_ok=True)
-        lines = ["set -eu", f"mount -t tmpfs -o mode=0700 vfh-layers {shlex.quote(str(layers))}"]
+        lines = [
+            "set -eu",
+            f"mount -t tmpfs -o mode=0700 vfh-layers {shlex.quote(str(layers))}",
+            # /run: fresh; the layers are bound at /run/vfh-layers (support/check_mode.py reads what
+            # the view changed there), before /tmp's overlay hides their path.
+            "mount -t tmpfs -o mode=0755 vfh-run /run",
+            "mkdir -p -m 0700 /run/vfh-layers",
+            f"mount --bind {shlex.quote(str(layers))} /run/vfh-layers",
+        ]
         if self.netns is not None:
             lines.append("ip link set lo up")
         for directory in OVERLAID_DIRS:
@@ -383,7 +408,6 @@ class LoopbackSshd:
                 f"mount -t overlay -o lowerdir={directory},upperdir={upper},workdir={work} vfh-overlay {directory}",
             ]
         lines += [
-            "mount -t tmpfs -o mode=0755 vfh-run /run",
             "mkdir -p -m 0755 /run/sshd",
             f": > {THROWAWAY_MARKER}",
             f"printf '%s' {shlex.quote(EL_ROOT_BASHRC)} > /root/.bashrc",
