@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: plan diff diagram schema docs test lint bench clean engine plugins preview lab lab-down mutate backend-db backend-db-stop
+.PHONY: plan drift diff diagram schema docs test lint bench clean engine plugins preview lab lab-down mutate backend-db backend-db-stop
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 ## plan: show and render everything stack $(STACK) would deploy (no Pulumi CLI, credentials or hosts)
 plan: $(STAMP)
 	$(PY) -m plan --stack $(STACK)
+
+## drift: is stack $(STACK) what it says? Every step checked read-only over SSH, provider resources
+## refreshed read-only by the engine; table + build/$(STACK)/drift.json. python -m drift gives the
+## exit status 0 in sync / 2 drift / 1 error (make turns any failure into 2); DRIFT_ARGS: its options
+drift: $(STAMP)
+	$(PY) -m drift $(STACK) $(DRIFT_ARGS)
 
 ## diff: what differs between two stacks' models, e.g. make diff FROM=staging TO=prod
 FROM ?= staging

@@ -56,7 +56,7 @@ Try next:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__.splitlines()[0])
     parser.add_argument("--stack", default="dev", help="the committed stack the lab deploys (dev, prod)")
-    parser.add_argument("action", choices=("up", "down", "status", "pulumi", "shell"))
+    parser.add_argument("action", choices=("up", "down", "status", "pulumi", "shell", "drift"))
     parser.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     lab = _lab(args.stack)
@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.action == "pulumi":
             return lab.pulumi(*rest, check=False, stream=True).returncode
+        if args.action == "drift":
+            return lab.drift(*rest, check=False, stream=True).returncode
         machine, *command = rest
         if machine == "operator":
             import subprocess

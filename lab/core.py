@@ -387,6 +387,24 @@ class Lab:
             raise LabError(f"pulumi {' '.join(args)} exited {done.returncode}:\n{readable(done.stdout)}{done.stderr}")
         return done
 
+    def drift(
+        self, *args: str, check: bool = True, stream: bool = False, timeout: float = 900
+    ) -> subprocess.CompletedProcess:
+        """``python -m drift`` of the lab's stack as the operator: its namespace, key, host keys and
+        engine (``args``: more options, e.g. ``--json PATH``)."""
+        argv = self.operator_argv([
+            str(ROOT / ".venv" / "bin" / "python"), "-m", "drift", self.stack, "--stack-file", str(self.stack_file),
+            "--identity", str(self.operator_key), "--known-hosts", str(self.dir / "known_hosts"),
+            "--pulumi", str(ROOT / "engine" / "pulumi"), *args,
+        ])  # fmt: skip
+        done = subprocess.run(
+            argv, cwd=self.project, env={**self.operator_env(), "PYTHONPATH": str(ROOT)},
+            capture_output=not stream, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        if check and done.returncode not in (0, 2):
+            raise LabError(f"drift exited {done.returncode}:\n{done.stdout}{done.stderr}")
+        return done
+
     def ssh(
         self, machine: str, command: str, *, check: bool = True, timeout: float = 60
     ) -> subprocess.CompletedProcess:

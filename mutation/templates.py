@@ -33,6 +33,7 @@ POWER = "tests/test_kvm_power_step.py"
 OPENVZ = "tests/test_openvz_guest_remote.py"
 XEN = "tests/test_xen_guest_remote.py"
 VBOX = "tests/test_virtualbox_guest_remote.py"
+DRIFT_HOST = "tests/test_drift_remote.py::test_each_hand_change_of_a_host_is_named_and_up_puts_it_back"
 HAPROXY_CONFIG = "tests/test_haproxy_remote.py::test_haproxy_config_is_checked_installed_started_and_reloaded"
 CONSOLE = "tests/test_console.py::test_the_console_is_installed_locked_and_undone"
 CONSOLE_CHECKS = "tests/test_console.py::test_a_foreign_certificate_is_refused_and_allow_from_changes_follow"
@@ -89,9 +90,16 @@ MUTANTS = (
     Mutant("console.delete.sh.j2", 'rm -rf "$vf_records"', "", (CONSOLE,), "delete leaves its records behind"),
     Mutant("_frame.sh.j2", "set -Eeuo pipefail", "set -euo pipefail", (HOSTS, MID_STEP),
            "the ERR trap does not report a command failing inside a function"),
-    Mutant("_frame.sh.j2", 'if [ "$vf_changed" = 1 ]; then echo "virtfleet: $vf_step: changed"; '
+    Mutant("_frame.sh.j2", 'elif [ "$vf_changed" = 1 ]; then echo "virtfleet: $vf_step: changed"; '
            'else echo "virtfleet: $vf_step: unchanged"; fi',
-           'echo "virtfleet: $vf_step: unchanged"', (HOSTS,), "every run reports unchanged"),
+           'else echo "virtfleet: $vf_step: unchanged"; fi', (HOSTS,), "every run reports unchanged"),
+    # Check mode (make drift): a check that acts, or that hides what it would do.
+    Mutant("_frame.sh.j2", 'if [ "$vf_check" = 0 ]; then return 0; fi', "return 0", (HOSTS, DRIFT_HOST),
+           "a check changes the machine instead of reporting what it would change"),
+    Mutant("_frame.sh.j2", 'vf_drift=$((vf_drift + 1))', "", (HOSTS, DRIFT_HOST),
+           "a check prints what it would do but says in sync"),
+    Mutant("_frame.sh.j2", 'exec 9>/run/lock/virtfleet.lock', 'exec 9</run/lock/virtfleet.lock', (HOSTS,),
+           "a step no longer creates the host lock file it waits on"),
     Mutant("role.create.sh.j2", 'printf \'%s\\n\' "${missing[@]}" >> "$vf_record"', "", (HOSTS,),
            "packages installed but not recorded: delete leaves them behind"),
     Mutant("role.create.sh.j2", '{{ pm }} -y -q install "${sources[@]}"', '{{ pm }} -y -q install "${missing[@]}"',
@@ -129,8 +137,8 @@ MUTANTS = (
     Mutant("_boot-xen.sh.j2", "--add-multiboot=/boot/xen.gz --mbargs={{ dom0_args | shquote }} --make-default",
            "--add-multiboot=/boot/xen.gz --mbargs={{ dom0_args | shquote }}", (HOSTS,),
            "the dom0 entry is added but not made the default"),
-    Mutant("kvm-power.create.sh.j2", 'virsh resume "$vf_domain" >/dev/null; vf_mark_changed "$vf_domain resumed" ;;',
-           'virsh start "$vf_domain" >/dev/null; vf_mark_changed "$vf_domain resumed" ;;', (POWER,),
+    Mutant("kvm-power.create.sh.j2", 'virsh resume "$vf_domain" >/dev/null; vf_mark_changed "$vf_domain resumed"',
+           'virsh start "$vf_domain" >/dev/null; vf_mark_changed "$vf_domain resumed"', (POWER,),
            "a paused guest is started instead of resumed"),
     Mutant("kvm-power.create.sh.j2", '[ "$(vf_state)" = "shut off" ] || virsh destroy "$vf_domain" >/dev/null', "",
            (POWER,), "a guest that ignores ACPI is left running"),
@@ -142,7 +150,8 @@ MUTANTS = (
            """if [ "${vf_now%%$'\\n'*}" = "running" ]; then""", (POWER,), "delete resumes nothing"),
     # Guests and the balancer (the remote guest lifecycle, issues 12-14, and the HAProxy tier).
     Mutant("openvz-container.create.sh.j2",
-           '[ "$(vf_conf ONBOOT)" = "$vf_onboot" ] || vf_set+=(--onboot "$vf_onboot")', "", (OPENVZ,),
+           '[ "$vf_have" = "$vf_onboot" ] || vf_differs "set onboot of OpenVZ container $vf_ctid to $vf_onboot" '
+           '"it is ${vf_have:-unset}" --onboot "$vf_onboot"', "", (OPENVZ,),
            "the container's onboot setting is never applied"),
     Mutant("openvz-container.delete.sh.j2", 'vzctl destroy "$vf_ctid"', "", (OPENVZ,),
            "delete leaves the container and its private area"),
@@ -157,7 +166,9 @@ MUTANTS = (
            "--nic1 nat \\", (VBOX,), "the VM on VirtualBox's NAT instead of the host's bridge"),
     Mutant("haproxy-config.create.sh.j2", "systemctl reload haproxy", "systemctl restart haproxy",
            (HAPROXY_CONFIG,), "a config change restarts the balancer (dropping connections) instead of reloading"),
-    Mutant("haproxy-config.create.sh.j2", 'elif [ "$vf_files_changed" = 1 ]; then', "elif false; then",
+    Mutant("haproxy-config.create.sh.j2",
+           'elif [ "$vf_files_changed" = 1 ] && vf_act "reload haproxy" "its configuration changed"; then',
+           "elif false; then",
            (HAPROXY_CONFIG,), "a changed config is installed but the running balancer never reloads"),
 )  # fmt: skip
 

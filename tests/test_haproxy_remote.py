@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
+from support.drift_check import drift, drifted
 from support.el_repos import role_repos_command
 from support.sshd import FAKES_BIN, LoopbackSshd
 from support.step_run import run
@@ -549,6 +550,16 @@ def test_httpd_web_server_in_an_openvz_container(prod):
         assert stopped.code == 1 and f"start it (vzctl start {guest.ctid})" in stopped.err, str(stopped)
         ok(sshd, f"vzctl start {guest.ctid}")
         converge(sshd, step)
+        # make drift: in sync; with the container stopped by hand, the step says what it cannot read.
+        checks = {step.name: step}, host.name, {step.name: step.uploads}
+        assert drifted(drift(sshd, *checks)) == {}
+        ok(sshd, f"vzctl stop {guest.ctid}")
+        assert drifted(drift(sshd, *checks)) == {
+            step.name: [
+                f"check the web server inside container {guest.ctid} once it runs (the container is not running)"
+            ]
+        }
+        ok(sshd, f"vzctl start {guest.ctid}")
         got = probe(
             sshd,
             page=inside + shlex.quote(f"cat {page_path}"),
@@ -629,6 +640,18 @@ def test_docker_web_server_page_on_its_host(prod):
         again = run(sshd, step.create)
         assert again.last == step.report("create", "unchanged"), f"create after the relabel:\n{again}"
 
+        # The page edited by hand (in place: its inode and label stay): make drift names the line.
+        checks = {step.name: step}, host.name, {step.name: step.uploads}
+        assert drifted(drift(sshd, *checks)) == {}
+        name = web.guest.name
+        ok(sshd, f"sed 's|<h1>{name}</h1>|<h1>defaced</h1>|' {path} > /tmp/page && cat /tmp/page > {path}")
+        assert drifted(drift(sshd, *checks)) == {
+            step.name: [f"write {path} (content differs: -<h1>defaced</h1>; +<h1>{name}</h1>)"]
+        }
+        assert "<h1>defaced</h1>" in ok(sshd, f"cat {path}"), "the check left the page as it found it"
+        assert run(sshd, step.create).last == step.report("create", "changed")
+        assert drifted(drift(sshd, *checks)) == {}
+
         # Another docker guest's htdocs still use the rule: delete takes this guest's page only.
         ok(sshd, f"mkdir -p {sibling}")
         first = run(sshd, step.delete)
@@ -655,7 +678,9 @@ def test_two_docker_web_servers_on_one_host_share_the_selinux_rule_in_parallel()
     rec = run_program(config)
     steps = [recorded(rec, "devbox", f"webserver-{name}") for name in ("web3", "backup")]
     spec = "/var/lib/virtfleet/docker(/.*)?"
-    with LoopbackSshd() as sshd:
+    # No check before each create (check_steps): the two run side by side, so one's snapshots would
+    # see the other's changes.
+    with LoopbackSshd(check_steps=False) as sshd:
         el_machine(sshd, "el9")
         sshd.upload("SELINUX=enforcing\nSELINUXTYPE=targeted\n", "/etc/selinux/config")
         for step in steps:

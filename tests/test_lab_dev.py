@@ -155,6 +155,46 @@ def test_refresh_right_after_up_reports_no_drift(lab):
     lab.pulumi("preview", "--expect-no-changes", "--stack", "lab")
 
 
+def drift_report(lab, tmp_path) -> tuple[int, dict]:
+    """``lab/drift`` (``python -m drift`` as the operator: its key, pinned host keys, the engine)."""
+    out = tmp_path / "drift.json"
+    done = lab.drift("--json", str(out))
+    report = json.loads(out.read_text())
+    assert done.returncode == report["exitCode"], done.stdout + done.stderr
+    return done.returncode, report
+
+
+def test_drift_names_a_domain_destroyed_and_a_container_removed_by_hand(lab, tmp_path):
+    """Right after up, every step's check and the engine's read-only refresh are in sync (exit 0),
+    the secret steps checked against the state's scripts. Then by hand, as an operator might:
+    `virsh destroy web2` (the real libvirtd) and `docker rm -f web3` (the real dockerd). The check
+    names exactly those (web2's power step, the container's refresh; what follows from them: web3's
+    balancer server down, read by the ready step) and exits 2; it changed nothing (web2 still shut
+    off, no web3 container). `pulumi up --refresh` brings the container back and `virsh start` the
+    domain (a step whose inputs did not change does not run again); the check is in sync again."""
+    code, report = drift_report(lab, tmp_path)
+    assert code == 0 and {r["status"] for r in report["rows"]} == {"in sync"}, [
+        r for r in report["rows"] if r["status"] != "in sync"
+    ]
+    steps = len(lab.pulumi("stack", "export", "--stack", "lab").stdout.split('"command:remote:Command"')) - 1
+    assert report["stepsChecked"] == steps - 4  # every step but the four drains (a roll's action)
+
+    lab.ssh(HOST, "virsh destroy web2 && docker rm -f web3 >/dev/null")
+    code, report = drift_report(lab, tmp_path)
+    found = {(r["machine"], r["item"]): r["lines"] for r in report["rows"] if r["status"] != "in sync"}
+    assert code == 2, report["rows"]
+    assert found.pop((HOST, "web2-power")) == ["start libvirt domain web2 (it is shut off)"], found
+    assert found.pop(("(engine)", "docker:index/container:Container web3")) == ["deleted"], found
+    assert set(found) <= {(HOST, "ready-web3")}, found  # haproxy's checks may not have marked web3 DOWN yet
+    assert lab.ssh(HOST, "virsh domstate web2").stdout.strip() == "shut off"
+    assert lab.ssh(HOST, "docker ps -aq --filter name=^web3$").stdout.strip() == ""
+
+    lab.pulumi("up", "--yes", "--refresh", "--skip-preview", "--stack", "lab")
+    lab.ssh(HOST, "virsh start web2 >/dev/null")
+    code, report = drift_report(lab, tmp_path)
+    assert code == 0, [r for r in report["rows"] if r["status"] != "in sync"]
+
+
 def under_load(lab, change):
     """``change()`` while the operator keeps requesting the site (bounded); the statuses it saw."""
     statuses: list[str] = []

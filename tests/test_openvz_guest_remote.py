@@ -17,6 +17,7 @@ import json
 from functools import cache
 
 import pytest
+from support.drift_check import drift, drifted
 from support.el_repos import role_repos_command
 from support.sshd import LoopbackSshd
 from support.step_run import RecordedStep, create, ok, run, second_run_changes_nothing
@@ -291,3 +292,20 @@ def test_template_change_forces_a_replace_and_a_foreign_container_is_refused(bas
         create(sshd, new_password)
         want = root_password_hash(GUEST, PASSWORD)
         assert ok(sshd, f"vzctl exec2 {CTID} cat /etc/shadow").startswith(f"root:{want}:")
+
+
+def test_drift_names_a_container_stopped_by_hand(base):
+    """`make drift`'s check of the container step after `vzctl stop`: exactly that difference, the
+    container still stopped after the check; the step's create starts it and the check is in sync."""
+    require_lab()
+    checks = {"container": base["container"]}
+    with LoopbackSshd() as sshd:
+        openvz_host(sshd)
+        create(sshd, base["container"])
+        assert drifted(drift(sshd, checks, HOST)) == {}
+        ok(sshd, f"vzctl stop {CTID}")
+        found = drifted(drift(sshd, checks, HOST))
+        assert found == {"container": [f"start OpenVZ container {CTID} (it is stopped)"]}, found
+        assert container(sshd)["running"] is False
+        create(sshd, base["container"])
+        assert drifted(drift(sshd, checks, HOST)) == {}

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from functools import cache
 
 import pytest
+from support.drift_check import drift, drifted
 from support.el_repos import role_repos_command
 from support.sshd import LoopbackSshd
 from support.step_run import Result, ok, run, second_run_changes_nothing
@@ -378,3 +379,30 @@ def test_image_is_downloaded_once_and_cloned(server):
         assert "virtfleet did not create" in foreign.err, str(foreign)
         refused = run(sshd, steps["vm"].delete)
         assert refused.code == 1 and GUEST in vms(sshd), str(refused)
+
+
+def test_drift_names_a_vm_whose_memory_was_changed_by_hand(server):
+    """`make drift`'s check of the VM step after someone gave the VM more memory (powered off,
+    modifyvm, started again): exactly that difference, the VM left as found; with allowRestart the
+    step's create puts the stack's memory back and the check is in sync again."""
+    require_lab()
+    steps = program(server, allowRestart=True)
+    checks = {"vm": steps["vm"]}
+    with LoopbackSshd() as sshd:
+        vbox_host(sshd, steps)
+        up(sshd, steps)
+        assert drifted(drift(sshd, checks, HOST)) == {}
+        ok(sshd, f"VBoxManage controlvm {GUEST} poweroff && VBoxManage modifyvm {GUEST} --memory 2048"
+                 f" && VBoxManage startvm {GUEST} --type headless")  # fmt: skip
+        found = drifted(drift(sshd, checks, HOST))
+        assert found == {
+            "vm": [
+                f"power off VirtualBox VM {GUEST} for modifyvm --memory 1024, then bring it back (it is running;"
+                " allowRestart)",
+                f"set VM {GUEST}'s memory to 1024 MiB (it has 2048 MiB)",
+            ]
+        }, found
+        assert (vms(sshd)[GUEST]["memory"], vms(sshd)[GUEST]["state"]) == (2048, "running")
+        create(sshd, steps["vm"])
+        assert drifted(drift(sshd, checks, HOST)) == {}
+        assert vms(sshd)[GUEST]["memory"] == 1024

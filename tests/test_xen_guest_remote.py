@@ -18,6 +18,7 @@ import functools
 import json
 
 import pytest
+from support.drift_check import drift, drifted
 from support.el_repos import role_repos_command
 from support.images import image_server_fixture
 from support.sshd import LoopbackSshd
@@ -288,3 +289,22 @@ def test_installer_path_installs_then_boots_from_disk(image_server):
         assert not second.changes, str(second)
         delete = run(sshd, steps["domain"].delete)
         assert delete.code == 0 and sshd.run(f"test -e /var/lib/virtfleet/xen/{GUEST}/installed").returncode == 1
+
+
+def test_drift_names_a_domain_destroyed_by_hand(image_server):
+    """`make drift`'s check of the domain step after `xl destroy`: exactly that difference, nothing
+    changed by the check (the domain is still gone); the step's create brings it back and the check
+    is in sync again."""
+    require_lab()
+    steps = program(image_server)
+    checks = {"domain": steps["domain"]}
+    with LoopbackSshd() as sshd:
+        xen_host(sshd)
+        up(sshd, steps)
+        assert drifted(drift(sshd, checks, HOST)) == {}
+        ok(sshd, f"xl destroy {GUEST}")
+        found = drifted(drift(sshd, checks, HOST))
+        assert found == {"domain": [f"start Xen domain {GUEST} (it is stopped)"]}, found
+        assert GUEST not in domains(sshd)
+        create(sshd, steps["domain"])
+        assert drifted(drift(sshd, checks, HOST)) == {}

@@ -248,19 +248,24 @@ class HaproxyTier(pulumi.ComponentResource):
             if not lb.rolling_changes:
                 self.web_servers[name] = self._web_server(web, fleet, hosts, guests, secrets, after=[])
                 continue
-            drains = [self._balancer_step(render_drain_step(lb, fleet, n, web), n, after) for n in lb.nodes]
+            drains = [
+                self._balancer_step(render_drain_step(lb, fleet, n, web), n, after, drift=False) for n in lb.nodes
+            ]
             if gates is not None:
                 gates.open(name, drains)
             self.web_servers[name] = self._web_server(web, fleet, hosts, guests, secrets, after=drains)
             ready = [render_ready_step(lb, fleet, n, web) for n in lb.nodes]
             after = [self._balancer_step(r, n, [self.web_servers[name]]) for r, n in zip(ready, lb.nodes, strict=True)]
 
-    def _balancer_step(self, rendered: RenderedStep, node: str, after: list[pulumi.Resource]) -> RemoteStep:
+    def _balancer_step(
+        self, rendered: RenderedStep, node: str, after: list[pulumi.Resource], *, drift: bool = True
+    ) -> RemoteStep:
         return RemoteStep(
             rendered,
             machine=node,
             name=rendered.name,
             connection=self._connections[node],
+            drift=drift,
             opts=pulumi.ResourceOptions(parent=self, depends_on=after),
         )
 

@@ -34,6 +34,7 @@ class RemoteStep(pulumi.ComponentResource):
         protect: bool = False,
         download: dict[str, str] | None = None,
         public_files: dict[str, str] | None = None,
+        drift: bool = True,
         opts: pulumi.ResourceOptions | None = None,
     ):
         """``step`` is a RenderedStep, or for secret steps an Output of one.
@@ -51,7 +52,9 @@ class RemoteStep(pulumi.ComponentResource):
 
         Secret steps must be built inside ``Output.apply`` (their text depends on a secret), so
         their resources cannot depend on the text: they upload nothing and their scripts are
-        secret Outputs.
+        secret Outputs. ``drift=False``: `make drift` does not check the step (the ``drift`` prop), for
+        a step that is an action of a roll (a drain), not a state to keep: after any deploy it would
+        act again.
         """
         secret = isinstance(step, pulumi.Output)
         resolved = pulumi.Output.from_input(step)
@@ -67,6 +70,7 @@ class RemoteStep(pulumi.ComponentResource):
                 else resolved.apply(lambda s: {f.path: f.content for f in s.files}),
                 "createScript": resolved.apply(lambda s: s.create),
                 "deleteScript": resolved.apply(lambda s: s.delete),
+                "drift": drift,
                 **({"download": download} if download is not None else {}),
             },
             opts,
