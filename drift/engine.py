@@ -12,10 +12,11 @@ import json
 import subprocess
 from dataclasses import dataclass
 
+from components.remote.scripts import unwrap_command
+
 # Provider resources a refresh reads back from the machine (pulumi-command's read returns its own
 # state, so its resources never drift there: the step checks cover them).
 PROVIDERS = ("libvirt:", "docker:")
-_WRAP = "VIRTFLEET_STEP"
 
 
 @dataclass(frozen=True)
@@ -59,21 +60,19 @@ def refresh_preview(pulumi: list[str], stack: str, timeout: float = 600) -> list
         op = step.get("op")
         urn = step.get("urn") or old.get("urn") or ""
         name = urn.rsplit("::", 1)[-1]
+        keys = _changed_keys(old, new)
         if op in ("delete", "read-discard", "discard") or (op == "refresh" and not new):
             found.append(ResourceDrift(urn, type_, name, "deleted"))
         elif op in ("update", "refresh") and step.get("diffReasons"):
             found.append(ResourceDrift(urn, type_, name, "changed: " + ", ".join(step["diffReasons"])))
-        elif op == "update" or (op == "refresh" and _outputs_differ(old, new)):
-            keys = _changed_keys(old.get("outputs") or {}, new.get("outputs") or {})
+        elif op == "update" or (op == "refresh" and keys):
             found.append(ResourceDrift(urn, type_, name, "changed: " + (", ".join(keys) or "its properties")))
     return found
 
 
-def _outputs_differ(old: dict, new: dict) -> bool:
-    return bool(_changed_keys(old.get("outputs") or {}, new.get("outputs") or {}))
-
-
-def _changed_keys(old: dict, new: dict) -> list[str]:
+def _changed_keys(old_state: dict, new_state: dict) -> list[str]:
+    """The outputs whose values differ between two states."""
+    old, new = old_state.get("outputs") or {}, new_state.get("outputs") or {}
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
@@ -88,7 +87,7 @@ def deployed_scripts(pulumi: list[str], stack: str, timeout: float = 120) -> dic
             continue
         inputs = resource.get("inputs") or {}
         stdin = _plain(inputs.get("stdin"))
-        script = stdin if stdin else _unwrap_command(_plain(inputs.get("create")) or "")
+        script = stdin if stdin else unwrap_command(_plain(inputs.get("create")) or "")
         if script:
             scripts[resource["urn"].rsplit("::", 1)[-1]] = script
     return scripts
@@ -99,13 +98,3 @@ def _plain(value):
     if isinstance(value, dict) and "plaintext" in value:
         return json.loads(value["plaintext"])
     return value
-
-
-def _unwrap_command(command: str) -> str | None:
-    """The script inside ``scripts.as_command``'s command text."""
-    head = f"<<'{_WRAP}'\n"
-    start = command.find(head)
-    end = command.rfind(f"{_WRAP}\n)")
-    if start < 0 or end < start:
-        return None
-    return command[start + len(head) : end]

@@ -16,9 +16,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from components.remote.scripts import STDIN_RUNNER
+
 from .steps import Check, Target
 
-RUNNER = "/bin/bash -c 'vf_script=$(cat) && exec </dev/null && eval \"$vf_script\"' virtfleet-drift"
+# The steps' own stdin runner (the script on stdin, never in argv), named for ps.
+RUNNER = STDIN_RUNNER.removesuffix(" virtfleet-step") + " virtfleet-drift"
 _MARK = "@@virtfleet-drift@@"
 _END = re.compile(rf"^{_MARK} (\d+) exit (\d+)$")
 

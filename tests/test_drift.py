@@ -8,10 +8,10 @@ import subprocess
 
 import pytest
 
-from components.remote.scripts import STDIN_RUNNER, as_check_command, as_command, render_step
+from components.remote.scripts import STDIN_RUNNER, as_check_command, as_command, render_step, unwrap_command
 from drift.__main__ import as_json, table
 from drift.check import DRIFT, ERROR, IN_SYNC, NOT_CHECKED, UNREACHABLE, Report, Row, step_row
-from drift.engine import _plain, _unwrap_command, refresh_preview
+from drift.engine import _plain, refresh_preview
 from drift.remote import RUNNER, bundle, known_hosts_for, parse_session, ssh_argv, why_unreachable
 from drift.steps import Check, Target, checks_of
 from plan.run import load_stack, run_program
@@ -41,9 +41,8 @@ def test_a_delete_script_refuses_check_mode_before_doing_anything(tmp_path):
 
 
 def run_bundle(items, tmp) -> dict:
-    """``bundle``'s script run by the real bash, as RUNNER runs it (script on stdin), TMPDIR=tmp."""
-    done = subprocess.run(["bash", "-c", RUNNER.split(" -c ", 1)[1].rsplit(" ", 1)[0].strip("'")],
-                          input=bundle(items), capture_output=True, text=True, timeout=30,
+    """``bundle``'s script run as the session runs it (RUNNER, the script on stdin), TMPDIR=tmp."""
+    done = subprocess.run(["bash", "-c", RUNNER], input=bundle(items), capture_output=True, text=True, timeout=30,
                           env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp)})  # fmt: skip
     return parse_session(done.stdout)
 
@@ -141,8 +140,8 @@ def test_deployed_scripts_are_read_from_the_export_form_of_secrets():
     script = "#!/bin/bash\necho hi\n"
     secret = {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "plaintext": json.dumps(script)}
     assert _plain(secret) == script and _plain("x") == "x"
-    assert _unwrap_command(as_command(script)) == script
-    assert _unwrap_command(STDIN_RUNNER) is None
+    assert unwrap_command(as_command(script)) == script
+    assert unwrap_command(STDIN_RUNNER) is None
 
 
 def test_unreachable_causes_are_told_apart():

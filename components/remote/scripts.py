@@ -124,6 +124,16 @@ def as_check_command(command: str, staging: str | None = None) -> str:
     raise ValueError("not a step's create command: it does not end with its arguments' name, virtfleet-step")
 
 
+def unwrap_command(command: str) -> str | None:
+    """The script inside ``as_command``'s command text; None for another command (``STDIN_RUNNER``)."""
+    head = f"<<'{_WRAP}'\n"
+    start = command.find(head)
+    end = command.rfind(f"{_WRAP}\n)")
+    if start < 0 or end < start:
+        return None
+    return command[start + len(head) : end]
+
+
 def as_command(script: str, *, stdin: bool = False) -> str:
     """The command string pulumi-command sends: bash runs the script whatever the login shell is.
 

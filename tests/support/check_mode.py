@@ -15,6 +15,7 @@ So every step, in every starting state the L4 tests produce, proves its check mo
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 from collections.abc import Callable
 
@@ -79,7 +80,7 @@ def checked_create(
         f"echo {_MARK}",
         f"{command} {feed}",
     ])  # fmt: skip
-    session_done = session(f"/bin/bash -c {_quote(probe)}", stdin)
+    session_done = session(f"/bin/bash -c {shlex.quote(probe)}", stdin)
     parts = session_done.stdout.split(f"{_MARK}")
     assert len(parts) == 4, (
         f"the check session broke off (exit {session_done.returncode}):\n{session_done.stdout}\n{session_done.stderr}"
@@ -107,10 +108,6 @@ def checked_create(
             f"the check of {step} says {word!r}, its create then {done!r}\n{report}\n--- create ---\n{created.stdout}"
         )
     return created
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "'\\''") + "'"
 
 
 def _diff(before: str, after: str) -> str:

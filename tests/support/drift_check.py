@@ -6,10 +6,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from components.remote.scripts import STAGING
+from components.remote.scripts import STAGING, unwrap_command
 from drift.check import IN_SYNC, Row, step_row
-from drift.engine import _unwrap_command
-from drift.remote import run_machine
+from drift.remote import known_hosts_for, run_machine
 from drift.steps import Check, Target
 
 from .sshd import LoopbackSshd
@@ -23,7 +22,7 @@ def drift(sshd: LoopbackSshd, steps: dict, machine: str | None = None, uploads: 
     items = []
     for index, (name, step) in enumerate(steps.items()):
         inputs = step if isinstance(step, dict) else {"create": step.create, "stdin": step.stdin}
-        script = inputs.get("stdin") or _unwrap_command(inputs["create"])
+        script = inputs.get("stdin") or unwrap_command(inputs["create"])
         assert script, name
         host = machine or getattr(step, "machine", "m")
         staging = f"{STAGING}/{host}/{name}"
@@ -31,7 +30,7 @@ def drift(sshd: LoopbackSshd, steps: dict, machine: str | None = None, uploads: 
         check = Check(host, name, name, target, script, files, bool(inputs.get("stdin")), False)
         items.append((index, check, script))
     with tempfile.NamedTemporaryFile("w", suffix="-known-hosts") as known:
-        known.write(f"{sshd.host if sshd.port == 22 else f'[{sshd.host}]:{sshd.port}'} {sshd.host_public_key}\n")
+        known.write(known_hosts_for([target], None))  # the key pinned, as the module pins a stack's
         known.flush()
         prefix = ("ip", "netns", "exec", sshd.netns) if sshd.netns else ()
         outcome = run_machine(
